@@ -1,0 +1,1 @@
+"""Metrics, one module per benchmark family; each registers itself in eval.api.METRICS."""

@@ -1,0 +1,1 @@
+"""Entry points that wire pipeline/ and eval/ together: run, demo, score, report, grid, nightly."""
