@@ -134,6 +134,10 @@ class Generation:
 class DecodingMethod(Protocol):
     """A registered decoding method; `params` is the run's validated MethodConfig."""
 
+    def prepare(self, loaded: LoadedModel, params: "MethodConfig") -> None:
+        """Called once after the model loads (e.g. to install an attention implementation)."""
+        ...
+
     def generate(
         self,
         loaded: LoadedModel,

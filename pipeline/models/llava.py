@@ -1,0 +1,95 @@
+"""LLaVA-1.5 (transformers `LlavaForConditionalGeneration`), e.g. llava-hf/llava-1.5-7b-hf.
+
+Prompt: the llava_v1 conversation the paper and OPERA use (system prompt, then
+"USER: <image>\\n{prompt} ASSISTANT:"). Defaults from the paper: saliency layers 6-8,
+LocoRE layers 9-14 with beta 0.15.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import (
+    CLIPImageProcessorPil,
+    AutoProcessor,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+from pipeline.api import LoadedModel, Visual
+from pipeline.models import MODELS
+from pipeline.models.tiny import seeded_init, tiny_tokenizer
+
+SYSTEM_PROMPT = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+IMAGE_TOKEN = "<image>"
+
+
+def tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A random LLaVA with the real architecture, 16 text layers (so the paper's layer defaults
+    exist), a 56-pixel CLIP tower and a word-level tokenizer; builds in well under a second."""
+    tokenizer = tiny_tokenizer([IMAGE_TOKEN])
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=56, patch_size=14, projection_dim=32,
+    )
+    text = LlamaConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=16, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_id=image_token_id,
+        vision_feature_layer=-2, vision_feature_select_strategy="default",
+    )
+    model = seeded_init(lambda: LlavaForConditionalGeneration(config))
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
+        num_additional_image_tokens=1, vision_feature_select_strategy="default",
+    )
+    return model, processor
+
+
+@MODELS.register("llava15")
+class Llava15Adapter:
+    name = "llava15"
+    modality = "image"
+    default_target_layers = (6, 7, 8)
+    default_locore_layers = (9, 14)
+    default_locore_beta = 0.15
+
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
+        if checkpoint == "tiny":
+            model, processor = tiny_llava()
+            model = model.to(dtype)
+        else:
+            processor = AutoProcessor.from_pretrained(checkpoint)
+            model = LlavaForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype)
+        processor.tokenizer.padding_side = "left"
+        model = model.to(device).eval()
+        return LoadedModel(model=model, processor=processor, tokenizer=processor.tokenizer, adapter=self, device=device)
+
+    def prompt_text(self, prompt: str) -> str:
+        return f"{SYSTEM_PROMPT} USER: {IMAGE_TOKEN}\n{prompt} ASSISTANT:"
+
+    def build_inputs(
+        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
+    ) -> dict[str, torch.Tensor]:
+        images = [visual.images[0] for visual in visuals]
+        batch = loaded.processor(
+            images=images, text=[self.prompt_text(p) for p in prompts], padding=True, return_tensors="pt"
+        )
+        batch["pixel_values"] = batch["pixel_values"].to(loaded.model.dtype)
+        return {k: v.to(loaded.device) for k, v in batch.items()}
+
+    def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
+        return {loaded.model.config.image_token_id}
