@@ -1,0 +1,67 @@
+"""The COCO 2014 layout shared by CHAIR and by the POPE builder.
+
+A COCO root is the folder that holds `val2014/` (the images) and `annotations/`
+(`instances_val2014.json`, `captions_val2014.json`), as the official zips unpack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.benchmarks._common import read_json, require
+
+SPLIT = "val2014"
+DOWNLOAD_HINT = (
+    "download val2014.zip and annotations_trainval2014.zip from cocodataset.org and unzip both "
+    "into the benchmark root (or run `halleval data synth --out DIR` for a small synthetic set)"
+)
+
+
+def instances_path(root: Path) -> Path:
+    return root / "annotations" / f"instances_{SPLIT}.json"
+
+
+def captions_path(root: Path) -> Path:
+    return root / "annotations" / f"captions_{SPLIT}.json"
+
+
+def image_dir(root: Path) -> Path:
+    return root / SPLIT
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    """One image of the instances file and the categories annotated on it."""
+
+    image_id: int
+    file_name: str
+    objects: tuple[str, ...]  # category names, each once, in the order first annotated
+
+
+def read_instances(root: Path) -> list[CocoImage]:
+    """Reads `annotations/instances_val2014.json` under `root`, images sorted by id.
+
+    Raises:
+        BenchmarkError: the file is missing or not valid JSON.
+    """
+    data = read_json(instances_path(root), "COCO instances file", DOWNLOAD_HINT)
+    names = {category["id"]: category["name"] for category in data["categories"]}
+    objects: dict[int, list[str]] = {image["id"]: [] for image in data["images"]}
+    for annotation in data["annotations"]:
+        found = objects.setdefault(annotation["image_id"], [])
+        name = names[annotation["category_id"]]
+        if name not in found:
+            found.append(name)
+    return [
+        CocoImage(image["id"], image["file_name"], tuple(objects[image["id"]]))
+        for image in sorted(data["images"], key=lambda image: image["id"])
+    ]
+
+
+def require_layout(root: Path) -> None:
+    """Checks that the image folder and both annotation files exist before anything is read."""
+    require(root, "benchmark root", DOWNLOAD_HINT)
+    require(image_dir(root), "COCO image folder", DOWNLOAD_HINT)
+    require(instances_path(root), "COCO instances file", DOWNLOAD_HINT)
+    require(captions_path(root), "COCO captions file", DOWNLOAD_HINT)

@@ -1,0 +1,53 @@
+"""Decoding images in the inference actor: good files, and every way a file can be bad."""
+
+import pytest
+from PIL import Image
+
+from pipeline import visuals
+from pipeline.api import Sample
+from pipeline.visuals import VisualError, load_visual
+
+
+def image_sample(path) -> Sample:
+    return Sample(sample_id="s", benchmark="chair", prompt="p", image_path=str(path))
+
+
+def test_image_is_decoded_as_rgb(tmp_path):
+    Image.new("L", (20, 10), 128).save(tmp_path / "grey.png")
+    visual = load_visual(image_sample(tmp_path / "grey.png"), num_frames=8)
+    assert visual.modality == "image" and len(visual.images) == 1
+    assert visual.images[0].mode == "RGB" and visual.images[0].size == (20, 10)
+
+
+def test_missing_truncated_and_non_image_files(tmp_path):
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(tmp_path / "full.jpg", quality=95)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "notes.jpg").write_text("not an image")
+    cases = {
+        "nowhere.jpg": "does not exist",
+        "cut.jpg": "could not be decoded: truncated",
+        "notes.jpg": "could not be decoded: cannot identify image file",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(VisualError) as error:
+            load_visual(image_sample(tmp_path / name), num_frames=1)
+        message = str(error.value)
+        assert str(tmp_path / name) in message and reason in message.lower() and "\n" not in message
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    monkeypatch.setattr(visuals, "MAX_IMAGE_PIXELS", 9_999)
+    with pytest.raises(VisualError, match=r"big.png is 100x100 pixels, over the 9,999-pixel limit"):
+        load_visual(image_sample(tmp_path / "big.png"), num_frames=1)
+
+
+def test_sample_without_a_path():
+    with pytest.raises(VisualError, match="sample s has neither"):
+        load_visual(Sample(sample_id="s", benchmark="x", prompt="p"), num_frames=1)
+
+
+def test_frame_indices_are_uniform_and_cover_the_ends():
+    assert visuals.frame_indices(100, 5) == [0, 24, 49, 74, 99]
+    assert visuals.frame_indices(3, 5) == [0, 0, 1, 1, 2]
