@@ -11,7 +11,6 @@ import hashlib
 import time
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import torch
 
@@ -70,8 +69,8 @@ class InferenceStage:
         self.method = METHODS.get(self.config.method.name)()
         self.method.prepare(self.loaded, self.config.method)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        samples = [Sample.from_row(dict(zip(batch, values))) for values in zip(*batch.values())]
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        samples = [Sample.from_row(row) for row in batch.to_pylist()]
         rows: dict[str, dict[str, Any]] = {}
         ready: list[tuple[Sample, Visual]] = []
         for sample in samples:

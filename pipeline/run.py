@@ -94,7 +94,7 @@ def generate(config: RunConfig, log: Callable[[str], None] = print) -> Generatio
             compute=ActorPoolStrategy(size=resources.num_actors),
             num_gpus=resources.gpus_per_actor,
             num_cpus=resources.cpus_per_actor,
-            batch_format="numpy",
+            batch_format="pyarrow",
         )
         dataset.write_datasink(CommittedParquetSink(folder))
     return GenerationSummary(

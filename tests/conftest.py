@@ -1,0 +1,33 @@
+"""Shared fixtures: one local Ray for the session and the synthetic benchmark, written once."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import ray
+
+from pipeline.synth import SyntheticBenchmark, write_synthetic
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> SyntheticBenchmark:
+    return write_synthetic(tmp_path_factory.mktemp("synth"), seed=0, n_images=8)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A real local Ray (2 CPUs, small object store), shared by the tests that need one."""
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            object_store_memory=300 * 1024 * 1024,
+        )
+    yield
+    ray.shutdown()
