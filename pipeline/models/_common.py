@@ -1,0 +1,104 @@
+"""Helpers that every model adapter shares: loading with a clear error, the finished LoadedModel,
+moving a processed batch to the model, and a video processor that needs no torchvision.
+
+A private module (leading underscore), so the MODELS registry does not import it as a plugin.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+import transformers
+from transformers import BatchFeature
+from transformers.video_processing_utils import VideoProcessorMixin
+
+from pipeline.api import LoadedModel, ModelAdapter, Visual
+
+T = TypeVar("T")
+
+# A processor checks its video_processor against the class named "VideoProcessorMixin", looked up
+# on the transformers module, which does not export that name (5.24); without torchvision the
+# fallback lookup fails too. Exporting the alias lets a processor accept FrameVideoProcessor.
+if not hasattr(transformers, "VideoProcessorMixin"):
+    transformers.VideoProcessorMixin = VideoProcessorMixin
+
+
+def load_pretrained(adapter_name: str, checkpoint: str, load: Callable[[], T]) -> T:
+    """Runs `load` (the from_pretrained calls) and turns any failure into one clear line.
+
+    Args:
+        adapter_name: the registered model name, e.g. "qwen2_vl".
+        checkpoint: the local folder or hub id the user passed.
+        load: a function that loads the model and processor from `checkpoint`.
+
+    Returns:
+        What `load` returns.
+
+    Raises:
+        ValueError: "cannot load model '<name>' from '<checkpoint>': <reason> — pass a local
+            checkpoint folder or a hub id".
+    """
+    hint = "pass a local checkpoint folder or a hub id"
+    looks_like_path = os.path.isabs(checkpoint) or checkpoint.startswith((".", "~"))
+    if looks_like_path and not os.path.exists(os.path.expanduser(checkpoint)):
+        # A missing folder would otherwise surface as a hub-id validation error, which misleads.
+        raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: no such folder — {hint}")
+    try:
+        return load()
+    except (OSError, ValueError, ImportError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: {reason} — {hint}") from error
+
+
+def finish_load(adapter: ModelAdapter, model: Any, processor: Any, dtype: torch.dtype, device: str) -> LoadedModel:
+    """Left-pads the tokenizer (the decode loop appends on the right), casts, moves and freezes."""
+    processor.tokenizer.padding_side = "left"
+    model = model.to(device=device, dtype=dtype).eval()
+    return LoadedModel(model=model, processor=processor, tokenizer=processor.tokenizer, adapter=adapter, device=device)
+
+
+def to_model(batch: BatchFeature | dict[str, Any], loaded: LoadedModel) -> dict[str, torch.Tensor]:
+    """Moves a processed batch to the model's device; pixel tensors take the model's dtype."""
+    out = {}
+    for key, value in batch.items():
+        if key.startswith("pixel_values"):
+            value = value.to(loaded.model.dtype)
+        out[key] = value.to(loaded.device)
+    return out
+
+
+def frames_of(visuals: Sequence[Visual]) -> list[list[Any]]:
+    """The sampled frames of each video in a batch, checking that every sample is a video."""
+    for visual in visuals:
+        if visual.modality != "video":
+            raise ValueError(f"a video model needs video frames, got a {visual.modality!r} visual")
+    return [list(visual.images) for visual in visuals]
+
+
+class FrameVideoProcessor(VideoProcessorMixin):
+    """A video processor that runs a PIL image processor over each video's frames.
+
+    transformers' own video processors need torchvision, which does not install beside the CPU
+    torch used here. The frames a video benchmark samples (PyAV) arrive as PIL images, so the
+    model's PIL image processor gives the same pixels; this class stacks them into
+    `pixel_values_videos` [videos, frames, channels, height, width], the layout that the CLIP-style
+    video models (Video-LLaVA, LLaVA-NeXT-Video, InternVL) and their processors' video-token
+    expansion expect.
+
+    Args:
+        image_processor: a PIL image processor whose output has one `pixel_values` row per frame.
+    """
+
+    model_input_names = ["pixel_values_videos"]
+
+    def __init__(self, image_processor: Any) -> None:
+        super().__init__()
+        self.image_processor = image_processor
+
+    def preprocess(self, videos: Sequence[Sequence[Any]], **kwargs: Any) -> BatchFeature:
+        """Processes a batch of videos, each a list of PIL frames of the same length."""
+        pixels = [self.image_processor(list(frames), return_tensors="pt")["pixel_values"] for frames in videos]
+        return BatchFeature({"pixel_values_videos": torch.stack(pixels)}, tensor_type=kwargs.get("return_tensors"))
