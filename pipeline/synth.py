@@ -6,6 +6,12 @@
     <out>/coco/annotations/instances_val2014.json     (images, annotations, the 80 categories)
     <out>/coco/annotations/captions_val2014.json      (5 reference captions per image)
     <out>/pope/coco_pope_{random,popular,adversarial}.json   (built from the instances as POPE does)
+    <out>/MME_Benchmark_release_version/<task>/...            (all 14 tasks, both layouts)
+    <out>/vizwiz, scienceqa, llava-bench-in-the-wild, mm-vet  (their released files + images)
+    <out>/GPT_Zero_Shot_QA/{MSVD,MSRVTT,Activitynet}_Zero_Shot_QA/  (test_q/test_a + MP4s)
+    <out>/video_chatgpt/{generic,temporal,consistency}_qa.json + Test_Videos/
+
+docs/benchmarks.md lists each layout and the matching `benchmark.root`.
 
 Objects are drawn from a few scenes (street, kitchen, ...), so some categories are frequent and
 some co-occur, which is what POPE's popular and adversarial splits need. The same seed writes
@@ -31,6 +37,7 @@ from pipeline.benchmarks._coco import (
     read_instances,
 )
 from pipeline.benchmarks._common import write_jsonl
+from pipeline.benchmarks.mme import COGNITION, PERCEPTION, SPLIT_FOLDER_TASKS
 from pipeline.benchmarks.pope import build_pope
 
 # The 80 COCO detection categories: (id, name, supercategory), ids as in the released files.
@@ -128,6 +135,12 @@ SCENES: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {
 }
 WIDTH, HEIGHT = 224, 168
 JPEG_QUALITY = 90
+LLAVA_BENCH_QUESTIONS = (
+    "What objects are in this image?",
+    "Describe this photo in detail.",
+    "Where might this picture have been taken, and why?",
+    "How many objects are there?",
+)
 CAPTION_TEMPLATES = (
     "A {scene} scene with {objects}.",
     "There is {objects} in this picture.",
@@ -143,29 +156,83 @@ class SyntheticBenchmark:
 
     coco_root: Path  # chair
     pope_root: Path  # pope
+    mme_root: Path
+    vizwiz_root: Path
+    scienceqa_root: Path
+    llava_bench_root: Path
+    mm_vet_root: Path
+    msvd_qa_root: Path
+    msrvtt_qa_root: Path
+    activitynet_qa_root: Path
+    video_chatgpt_root: Path
+
+    def by_benchmark(self) -> dict[str, Path]:
+        """Registered benchmark name -> its root."""
+        return {
+            "chair": self.coco_root,
+            "pope": self.pope_root,
+            "mme": self.mme_root,
+            "vizwiz": self.vizwiz_root,
+            "scienceqa": self.scienceqa_root,
+            "llava_bench": self.llava_bench_root,
+            "mm_vet": self.mm_vet_root,
+            "msvd_qa": self.msvd_qa_root,
+            "msrvtt_qa": self.msrvtt_qa_root,
+            "activitynet_qa": self.activitynet_qa_root,
+            "video_chatgpt": self.video_chatgpt_root,
+        }
 
 
 def write_synthetic(out_dir: str | Path, seed: int = 0, n_images: int = 16) -> SyntheticBenchmark:
-    """Writes the synthetic benchmark under `out_dir` (created if needed).
+    """Writes the synthetic benchmark under `out_dir` (created if needed), in about a second.
 
     Args:
         out_dir: output folder; existing files of the same names are overwritten.
-        seed: decides every image, object, caption and POPE question.
-        n_images: COCO images to draw (each holds 3 to 5 objects).
+        seed: decides every image, video, object, caption and question.
+        n_images: COCO images to draw (each holds 3 to 5 objects); the other formats have a
+            fixed handful of items each.
 
     Returns:
         The benchmark roots, to use as `benchmark.root` in a run config.
     """
     out = Path(out_dir)
-    rng = random.Random(seed)
-    coco_root = out / "coco"
-    _write_coco(coco_root, rng, n_images)
-    pope_root = out / "pope"
-    images = read_instances(coco_root)
-    splits = build_pope(images, seed, n_images=len(images))
-    for split, questions in splits.items():
-        write_jsonl(pope_root / f"coco_pope_{split}.json", questions)
-    return SyntheticBenchmark(coco_root=coco_root, pope_root=pope_root)
+    # One stream per format, so that changing one writer leaves the others' bytes alone.
+    streams = {name: random.Random(f"{seed}-{name}") for name in ("coco", "mme", "vqa", "video")}
+    roots = SyntheticBenchmark(
+        coco_root=out / "coco",
+        pope_root=out / "pope",
+        mme_root=out / "MME_Benchmark_release_version",
+        vizwiz_root=out / "vizwiz",
+        scienceqa_root=out / "scienceqa",
+        llava_bench_root=out / "llava-bench-in-the-wild",
+        mm_vet_root=out / "mm-vet",
+        msvd_qa_root=out / "GPT_Zero_Shot_QA" / "MSVD_Zero_Shot_QA",
+        msrvtt_qa_root=out / "GPT_Zero_Shot_QA" / "MSRVTT_Zero_Shot_QA",
+        activitynet_qa_root=out / "GPT_Zero_Shot_QA" / "Activitynet_Zero_Shot_QA",
+        video_chatgpt_root=out / "video_chatgpt",
+    )
+    _write_coco(roots.coco_root, streams["coco"], n_images)
+    images = read_instances(roots.coco_root)
+    for split, questions in build_pope(images, seed, n_images=len(images)).items():
+        write_jsonl(roots.pope_root / f"coco_pope_{split}.json", questions)
+    _write_mme(roots.mme_root, streams["mme"])
+    _write_vqa(roots, streams["vqa"])
+    _write_video_qa(roots, streams["video"])
+    _write_video_chatgpt(roots.video_chatgpt_root, streams["video"])
+    return roots
+
+
+def _draw_scene(rng: random.Random, size: tuple[int, int] = (WIDTH, HEIGHT)) -> tuple[
+    Image.Image, str, list[str], list[tuple[int, int, int, int]]
+]:  # fmt: skip
+    """A picture of one scene with 3 to 5 of its objects: (picture, scene, names, boxes)."""
+    scene = rng.choice(sorted(SCENES))
+    background, likely = SCENES[scene]
+    names = rng.sample(likely[:5], rng.randint(3, 4)) + ([likely[5]] if rng.random() < 0.3 else [])
+    picture = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(picture)
+    boxes = [_draw_object(draw, name, rng, size) for name in names]
+    return picture, scene, names, boxes
 
 
 def _write_coco(root: Path, rng: random.Random, n_images: int) -> None:
@@ -185,17 +252,10 @@ def _write_coco(root: Path, rng: random.Random, n_images: int) -> None:
     captions: list[dict[str, Any]] = []
     # Real val2014 ids are below 581930; random ones make file names look like the real set.
     for image_id in sorted(rng.sample(range(1, 581930), n_images)):
-        scene = rng.choice(sorted(SCENES))
-        background, likely = SCENES[scene]
-        names = rng.sample(likely[:5], rng.randint(3, 4)) + (
-            [likely[5]] if rng.random() < 0.3 else []
-        )
-        file_name = f"COCO_{SPLIT}_{image_id:012d}.jpg"
-        picture = Image.new("RGB", (WIDTH, HEIGHT), background)
-        draw = ImageDraw.Draw(picture)
-        for name in names:
-            box = _draw_object(draw, name, rng)
+        picture, scene, names, boxes = _draw_scene(rng)
+        for name, box in zip(names, boxes, strict=True):
             annotations.append(_annotation(len(annotations) + 1, image_id, CATEGORY_IDS[name], box))
+        file_name = f"COCO_{SPLIT}_{image_id:012d}.jpg"
         picture.save(image_dir(root) / file_name, format="JPEG", quality=JPEG_QUALITY)
         images.append(
             {
@@ -223,18 +283,185 @@ def _write_coco(root: Path, rng: random.Random, n_images: int) -> None:
     ]
     _write_json(
         instances_path(root),
-        {
-            "info": info,
-            "images": images,
-            "licenses": licenses,
-            "annotations": annotations,
-            "categories": categories,
-        },
-    )
+        {"info": info, "images": images, "licenses": licenses, "annotations": annotations,
+         "categories": categories},
+    )  # fmt: skip
     _write_json(
         captions_path(root),
         {"info": info, "images": images, "licenses": licenses, "annotations": captions},
     )
+
+
+def _yes_no_pair(rng: random.Random, names: list[str]) -> list[tuple[str, str]]:
+    """MME-style pair: one present object (Yes) and one absent object (No), in random order."""
+    absent = sorted(set(CATEGORY_IDS) - set(names))
+    pair = [
+        (
+            f"Is there {_with_article(rng.choice(names))} in this image? Please answer yes or no.",
+            "Yes",
+        ),
+        (
+            f"Is there {_with_article(rng.choice(absent))} in this image? Please answer yes or no.",
+            "No",
+        ),
+    ]
+    rng.shuffle(pair)
+    return pair
+
+
+def _write_mme(root: Path, rng: random.Random) -> None:
+    """Every MME task with two images, in the task's own layout (split folders or side by side)."""
+    for task in PERCEPTION + COGNITION:
+        split = task in SPLIT_FOLDER_TASKS
+        images = root / task / "images" if split else root / task
+        questions = root / task / "questions_answers_YN" if split else root / task
+        images.mkdir(parents=True, exist_ok=True)
+        questions.mkdir(parents=True, exist_ok=True)
+        for index in range(2):
+            picture, _, names, _ = _draw_scene(rng, (96, 72))
+            stem = f"{task.lower()}_{index:04d}"
+            # MME mixes .jpg and .png; OCR and code_reasoning use .png here so both are covered.
+            extension = ".png" if task in ("OCR", "code_reasoning") else ".jpg"
+            picture.save(images / f"{stem}{extension}")
+            lines = [f"{q}\t{a}\n" for q, a in _yes_no_pair(rng, names)]
+            (questions / f"{stem}.txt").write_text("".join(lines), encoding="utf-8")
+
+
+def _write_vqa(roots: SyntheticBenchmark, rng: random.Random) -> None:
+    """VizWiz, ScienceQA-IMG, LLaVA-Bench (in-the-wild) and MM-Vet, four items each."""
+    vizwiz = []
+    (roots.vizwiz_root / "val").mkdir(parents=True, exist_ok=True)
+    for index in range(4):
+        picture, scene, names, _ = _draw_scene(rng, (96, 72))
+        image = f"VizWiz_val_{index:08d}.jpg"
+        picture.save(roots.vizwiz_root / "val" / image)
+        answerable = index != 3
+        answer = scene if answerable else "unanswerable"
+        vizwiz.append(
+            {"image": image, "question": "What kind of room or place is this?",
+             "answers": [{"answer": answer, "answer_confidence": "yes"}] * 10,
+             "answer_type": "other" if answerable else "unanswerable",
+             "answerable": int(answerable)}
+        )  # fmt: skip
+    _write_json(roots.vizwiz_root / "Annotations" / "val.json", vizwiz)
+
+    problems, test_ids = {}, []
+    for index in range(4):
+        pid = str(1000 + index)
+        picture, scene, names, _ = _draw_scene(rng, (96, 72))
+        (roots.scienceqa_root / "test" / pid).mkdir(parents=True, exist_ok=True)
+        picture.save(roots.scienceqa_root / "test" / pid / "image.png")
+        choices = sorted({names[0], rng.choice(sorted(set(CATEGORY_IDS) - set(names)))})
+        problems[pid] = {
+            "question": "Which object is in the picture?", "choices": choices,
+            "answer": choices.index(names[0]),
+            "hint": f"The picture shows a {scene}." if index % 2 else "",
+            "image": "image.png", "task": "closed choice", "grade": "grade1",
+            "subject": "natural science",
+            "topic": "objects", "category": "Objects", "skill": "Identify objects", "lecture": "",
+            "solution": f"The picture shows {_with_article(names[0])}.", "split": "test",
+        }  # fmt: skip
+        test_ids.append(pid)
+    problems["2000"] = {**problems[test_ids[0]], "image": None}  # text-only: not in -IMG
+    _write_json(roots.scienceqa_root / "problems.json", problems)
+    _write_json(roots.scienceqa_root / "pid_splits.json", {"test": [*test_ids, "2000"], "val": []})
+
+    questions, answers = [], []
+    (roots.llava_bench_root / "images").mkdir(parents=True, exist_ok=True)
+    categories = ("conv", "detail", "complex", "conv")
+    for index, category in enumerate(categories):
+        picture, scene, names, _ = _draw_scene(rng, (96, 72))
+        image = f"{index + 1:03d}.jpg"
+        picture.save(roots.llava_bench_root / "images" / image)
+        text = LLAVA_BENCH_QUESTIONS[index]
+        questions.append({"question_id": index, "image": image, "text": text, "category": category})
+        answers.append({"question_id": index, "text": _caption(CAPTION_TEMPLATES[0], scene, names),
+                        "category": category})  # fmt: skip
+    write_jsonl(roots.llava_bench_root / "questions.jsonl", questions)
+    write_jsonl(roots.llava_bench_root / "answers_gpt4.jsonl", answers)
+
+    mm_vet = {}
+    (roots.mm_vet_root / "images").mkdir(parents=True, exist_ok=True)
+    for index in range(4):
+        picture, scene, names, _ = _draw_scene(rng, (96, 72))
+        key = f"v1_{index}"
+        picture.save(roots.mm_vet_root / "images" / f"{key}.png")
+        mm_vet[key] = {"imagename": f"{key}.png", "capability": ["rec"],
+                       "question": "What is the scene?", "answer": scene}  # fmt: skip
+    _write_json(roots.mm_vet_root / "mm-vet.json", mm_vet)
+
+
+def write_video(
+    path: Path, rng: random.Random, n_frames: int = 12, size: tuple[int, int] = (64, 48)
+) -> str:
+    """Writes a short MPEG-4 video of one shape moving across a plain background.
+
+    Returns:
+        The moving object's name (a COCO category), for questions about the video.
+    """
+    import av  # imported here: only the video formats need it
+
+    name = rng.choice(sorted(CATEGORY_IDS))
+    width, height = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.thread_count = 1  # threaded encoding is not byte-deterministic
+        for index in range(n_frames):
+            picture = Image.new("RGB", size, (200, 200, 200))
+            x = index * (width - 16) // max(n_frames - 1, 1)
+            ImageDraw.Draw(picture).ellipse(
+                (x, height // 3, x + 15, height // 3 + 15), fill=_colour(name)
+            )
+            container.mux(stream.encode(av.VideoFrame.from_image(picture)))
+        container.mux(stream.encode())
+    return name
+
+
+def _write_video_qa(roots: SyntheticBenchmark, rng: random.Random) -> None:
+    """Two videos and four questions per video-QA set, each in its dataset's folder layout."""
+    layouts = (
+        (roots.msvd_qa_root, "videos", "", ".avi"),
+        (roots.msrvtt_qa_root, "videos/all", "", ".mp4"),
+        (roots.activitynet_qa_root, "all_test", "v_", ".mp4"),
+    )
+    for root, folder, prefix, extension in layouts:
+        questions, answers = [], []
+        for index in range(2):
+            video_name = f"video{index}" if not prefix else f"synthetic{index:03d}"
+            # The file is MPEG-4 in every case; MSVD's real .avi name is kept for its layout.
+            moving = write_video(root / folder / f"{prefix}{video_name}{extension}", rng)
+            for number, (question, answer) in enumerate(
+                (("What is moving in the video?", moving), ("Which way does it move?", "right"))
+            ):
+                question_id = f"v_{video_name}_{number}"
+                questions.append(
+                    {"video_name": video_name, "question_id": question_id, "question": question}
+                )
+                answers.append({"answer": answer, "type": number, "question_id": question_id})
+        _write_json(root / "test_q.json", questions)
+        _write_json(root / "test_a.json", answers)
+
+
+def _write_video_chatgpt(root: Path, rng: random.Random) -> None:
+    """Video-ChatGPT's three question files over two videos in Test_Videos/."""
+    names = [f"v_synthetic{index}" for index in range(2)]
+    moving = {name: write_video(root / "Test_Videos" / f"{name}.mp4", rng) for name in names}
+    generic, temporal, consistency = [], [], []
+    for video_name, name in moving.items():
+        answer = (
+            f"{_with_article(name).capitalize()} moves from the left to the right of the frame."
+        )
+        generic.append({"Q": "What happens in this video?", "A": answer, "video_name": video_name})
+        temporal.append(
+            {"Q": "Where is the object at the end?", "A": "On the right.", "video_name": video_name}
+        )
+        consistency.append({"Q1": "What is moving in the video?", "Q2": "Which object moves?",
+                            "A": answer, "video_name": video_name})  # fmt: skip
+    _write_json(root / "generic_qa.json", generic)
+    _write_json(root / "temporal_qa.json", temporal)
+    _write_json(root / "consistency_qa.json", consistency)
 
 
 def _colour(name: str) -> tuple[int, int, int]:
@@ -244,11 +471,12 @@ def _colour(name: str) -> tuple[int, int, int]:
 
 
 def _draw_object(
-    draw: ImageDraw.ImageDraw, name: str, rng: random.Random
+    draw: ImageDraw.ImageDraw, name: str, rng: random.Random, size: tuple[int, int]
 ) -> tuple[int, int, int, int]:
     """Draws one object as a shape (kind fixed per category) and returns its box x, y, w, h."""
-    w, h = rng.randint(30, 80), rng.randint(30, 70)
-    x, y = rng.randint(0, WIDTH - w), rng.randint(0, HEIGHT - h)
+    width, height = size
+    w, h = rng.randint(width // 7, width * 5 // 14), rng.randint(height // 6, height * 5 // 12)
+    x, y = rng.randint(0, width - w), rng.randint(0, height - h)
     corners = (x, y, x + w - 1, y + h - 1)
     kind = CATEGORY_IDS[name] % 3
     if kind == 0:

@@ -11,9 +11,12 @@ import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline.api import BenchmarkError, Sample
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 T = TypeVar("T")
 
@@ -129,3 +132,24 @@ def error_sample(benchmark: str, sample_id: str, source: str, line: int, error: 
         metadata={"source": source, "line": line},
         error=f"{source} {error}",
     )
+
+
+def find_media(folder: Path, stem: str, extensions: Sequence[str]) -> Path | None:
+    """The first `<folder>/<stem><ext>` that exists, trying `extensions` in order."""
+    for extension in extensions:
+        path = folder / f"{stem}{extension}"
+        if path.is_file():
+            return path
+    return None
+
+
+def generation_rows(table: pa.Table) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Yields (row, parsed metadata) of a generations table, for the exporters."""
+    for row in table.to_pylist():
+        yield row, json.loads(row.get("metadata") or "{}")
+
+
+def answer_text(row: dict[str, Any]) -> str:
+    """A generations row's answer for an exporter: "" for an error row, so the official
+    scorer counts it as wrong rather than missing."""
+    return (row["output_text"] or "") if row["error"] is None else ""
