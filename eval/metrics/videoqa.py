@@ -1,0 +1,124 @@
+"""Video QA and video text generation scored by an LLM judge, as Video-ChatGPT does.
+
+Reference: mbzuai-oryx/Video-ChatGPT `quantitative_evaluation/evaluate_activitynet_qa.py` (QA)
+and `evaluate_benchmark_{1_correctness,2_detailed_orientation,3_context,4_temporal,
+5_consistency}.py` (text generation). Per judged item: score = int(reply['score']) (4.8 → 4);
+for QA, pred counts yes when "yes" is a substring of pred.lower(), else no when "no" is (so
+"not sure" is no), else neither. accuracy = yes / (yes + no); average_score = Σscore / judged.
+The consistency reference fills both questions from Q1 (a bug we keep: `question2` = Q1).
+
+Items the judge could not judge after the retries are reported (`n_unjudged`, `unjudged`) and
+left out of every average, never counted as "no". In a run, error rows are counted in n_errors
+and not judged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from eval.api import METRICS, ScoringError
+from eval.io import read_records, require
+from eval.judges import JudgeCache, judge_all, make_judge
+from eval.metrics._rows import split_rows
+
+CRITERIA = ("correctness", "detail", "context", "temporal", "consistency")
+"""The 5 video text-generation criteria (Video-ChatGPT's benchmark), in its order."""
+
+
+def cache_path(out: str | Path | None, source: str | Path) -> Path:
+    """The judge cache beside the output (or beside the input when printing to stdout)."""
+    anchor = Path(out) if out is not None else Path(source)
+    return anchor.with_name(anchor.name + ".judged.jsonl")
+
+
+def _judged_items(judge_spec: str, criterion: str, items: list[dict[str, Any]], cache: Path,
+                  backoff_s: float):
+    seen: set[str] = set()
+    for item in items:
+        if str(item["id"]) in seen:
+            raise ScoringError(f"duplicated id {item['id']!r}; the judge cache is keyed by id")
+        seen.add(str(item["id"]))
+    judge = make_judge(judge_spec)
+    judged, unjudged = judge_all(judge, criterion, items, JudgeCache(cache), backoff_s=backoff_s)
+    return judge, judged, unjudged
+
+
+def score_qa(items: list[dict[str, Any]], judge_spec: str, cache: Path, backoff_s: float = 1.0) -> dict[str, Any]:
+    """Judges {id, question, answer, pred} items; the function both the CLI and runs go through.
+
+    `backoff_s` is the first retry's wait after a failed judgement (it doubles per retry).
+    """
+    judge, judged, unjudged = _judged_items(judge_spec, "qa", items, cache, backoff_s)
+    yes = sum("yes" in str(j["pred"]).lower() for j in judged.values())
+    no = sum("yes" not in str(j["pred"]).lower() and "no" in str(j["pred"]).lower() for j in judged.values())
+    scores = [int(j["score"]) for j in judged.values()]
+    return {
+        "accuracy": yes / (yes + no) if yes + no else None,
+        "average_score": sum(scores) / len(scores) if scores else None,
+        "yes": yes, "no": no, "n": len(judged), "n_unjudged": len(unjudged),
+        "unjudged": [{"id": i, "error": e} for i, e in unjudged.items()],
+        "judge": judge.spec,
+    }
+
+
+def score_generation(items: list[dict[str, Any]], judge_spec: str, cache: Path,
+                     criteria: tuple[str, ...] = CRITERIA, backoff_s: float = 1.0) -> dict[str, Any]:
+    """Judges video text generation on each criterion (mean of int(score), 0–5).
+
+    Items are {id, question, answer, pred}; consistency items also need question2 and pred2
+    (the reference then passes question1 = question2 = the first question).
+    """
+    result: dict[str, Any] = {"judge": judge_spec, "criteria": {}}
+    for criterion in criteria:
+        if criterion == "consistency":
+            batch = [{**item, "question1": item["question"], "question2": item["question"],
+                      "pred1": item["pred"], "pred2": item["pred2"]} for item in items if "pred2" in item]
+        else:
+            batch = items
+        judge, judged, unjudged = _judged_items(judge_spec, criterion, batch, cache, backoff_s)
+        scores = [int(j["score"]) for j in judged.values()]
+        result["criteria"][criterion] = {
+            "average_score": sum(scores) / len(scores) if scores else None,
+            "n": len(judged), "n_unjudged": len(unjudged),
+            "unjudged": [{"id": i, "error": e} for i, e in unjudged.items()],
+        }
+        result["judge"] = judge.spec
+    return result
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Reads JSONL (or a JSON list) of {id, question, answer, pred}."""
+    items = []
+    for index, record in enumerate(read_records(path)):
+        require(record, ("id", "question", "answer", "pred"), f"{path}: record {index + 1}")
+        items.append(record)
+    return items
+
+
+def run_items(generations: pa.Table) -> tuple[list[dict[str, Any]], int]:
+    """Items from a run's rows without error (metadata {id, question, answer}), and n_errors."""
+    rows, failed = split_rows(generations)
+    items = [{"id": meta["id"], "question": meta["question"],
+              "answer": meta.get("answer", row.get("reference")), "pred": row["output_text"] or ""}
+             for row, meta in rows]
+    return items, len(failed)
+
+
+@METRICS.register("videoqa")
+class VideoQaMetric:
+    """Video QA over a run; the judge and its cache file are chosen by the caller."""
+
+    name = "videoqa"
+    higher_is_better = {"accuracy": True, "average_score": True}
+
+    def __init__(self, judge: str = "exact", cache: Path | None = None) -> None:
+        self.judge = judge
+        self.cache = cache
+
+    def score_run(self, generations: pa.Table, benchmark_root: Path) -> dict[str, Any]:
+        items, n_errors = run_items(generations)
+        cache = self.cache or Path(benchmark_root) / "videoqa.judged.jsonl"
+        return {**score_qa(items, self.judge, cache), "n_errors": n_errors}

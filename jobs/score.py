@@ -1,0 +1,131 @@
+"""`halleval score {chair,pope,mme,videoqa,videogen,saliency-bins}`: score files in the reference
+scorers' own formats (or a run's generations folder, for chair). Each prints a short table and
+writes the full JSON to --out (stdout when omitted)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from eval.io import write_result
+from eval.nlp import TAGGER_CHOICES
+
+
+def _table(result: dict[str, Any], keys: list[str]) -> None:
+    # The table goes to stderr when the JSON goes to stdout, so stdout stays parseable.
+    stream = sys.stderr
+    for key in keys:
+        value = result.get(key)
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key:<28}{shown}", file=stream)
+
+
+def _chair(args: argparse.Namespace) -> int:
+    from eval.metrics.chair import read_captions, run_captions, score_captions
+    from pipeline.schema import read_generations
+
+    source = Path(args.captions)
+    if source.is_dir():
+        pairs, n_errors = run_captions(read_generations(source))
+    else:
+        pairs, n_errors = read_captions(source), 0
+    result = {**score_captions(pairs, args.coco_annotations, args.tagger), "n_errors": n_errors}
+    _table(result, ["chair_s", "chair_i", "recall", "avg_len", "n_captions", "n_errors", "tagger"])
+    write_result(result, args.out)
+    return 0
+
+
+def _pope(args: argparse.Namespace) -> int:
+    from eval.metrics.pope import read_answers, read_labels, score_answers
+
+    result = score_answers(read_labels(args.questions), read_answers(args.answers))
+    _table(result, ["accuracy", "precision", "recall", "f1", "yes_ratio", "tp", "fp", "tn", "fn", "n"])
+    write_result(result, args.out)
+    return 0
+
+
+def _mme(args: argparse.Namespace) -> int:
+    from eval.metrics.mme import read_results, score_tasks
+
+    result = score_tasks(read_results(args.results))
+    _table(result, ["perception", "cognition", "total"])
+    for task, scores in result["tasks"].items():
+        print(f"  {task:<26}{scores['score']:.2f}", file=sys.stderr)
+    write_result(result, args.out)
+    return 0
+
+
+def _videoqa(args: argparse.Namespace) -> int:
+    from eval.metrics.videoqa import cache_path, read_predictions, score_qa
+
+    result = score_qa(read_predictions(args.predictions), args.judge, cache_path(args.out, args.predictions))
+    _table(result, ["accuracy", "average_score", "yes", "no", "n", "n_unjudged", "judge"])
+    write_result(result, args.out)
+    return 0
+
+
+def _videogen(args: argparse.Namespace) -> int:
+    from eval.metrics.videoqa import cache_path, read_predictions, score_generation
+
+    criteria = tuple(args.criteria.split(","))
+    result = score_generation(read_predictions(args.predictions), args.judge,
+                              cache_path(args.out, args.predictions), criteria)
+    for criterion, scores in result["criteria"].items():
+        print(f"{criterion:<28}{scores['average_score']}  (n={scores['n']}, unjudged={scores['n_unjudged']})",
+              file=sys.stderr)
+    write_result(result, args.out)
+    return 0
+
+
+def _saliency_bins(args: argparse.Namespace) -> int:
+    from eval.metrics.saliency_bins import score_saliency_bins
+
+    bins = tuple(float(edge) for edge in args.bins.split(","))
+    result = score_saliency_bins(args.run, args.coco_annotations, bins, args.tagger)
+    for b in result["bins"]:
+        print(f"[{b['lo']:g}, {b['hi']:g})  tokens={b['tokens']:<6} hallucinated={b['hallucinated']:<6} rate={b['rate']}",
+              file=sys.stderr)
+    _table(result, ["mean_saliency_correct", "mean_saliency_hallucinated", "n_object_tokens", "plot"])
+    write_result(result, args.out)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `score` and its sub-commands to the halleval command line."""
+    parser = subparsers.add_parser("score", help="score outputs with CHAIR, POPE, MME, video-QA, saliency bins")
+    commands = parser.add_subparsers(dest="metric", metavar="METRIC", required=True)
+
+    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--out", help="write the JSON result here (default: stdout)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    chair = command("chair", _chair, "CHAIR_s / CHAIR_i / recall of captions (OPERA's chair.py)")
+    chair.add_argument("--captions", required=True, help="JSON list or JSONL of {image_id, caption}, or a run's generations folder")
+    chair.add_argument("--coco-annotations", required=True, help="folder with instances_/captions_{train,val}2014.json")
+    chair.add_argument("--tagger", default="auto", choices=TAGGER_CHOICES, help="POS tagger (recorded in the output)")
+
+    pope = command("pope", _pope, "POPE accuracy / precision / recall / F1 / yes-ratio")
+    pope.add_argument("--questions", required=True, help="POPE question JSONL {question_id, image, text, label}")
+    pope.add_argument("--answers", required=True, help="answers JSONL {question_id, text}")
+
+    mme = command("mme", _mme, "MME perception / cognition scores (eval_tool calculation.py)")
+    mme.add_argument("--results", required=True, help="folder of <task>.txt: image, question, gt, response (tab-separated)")
+
+    for name, handler, help_text in (("videoqa", _videoqa, "video QA accuracy / score with an LLM judge"),
+                                     ("videogen", _videogen, "video text generation: the 5 Video-ChatGPT criteria")):
+        sub = command(name, handler, help_text)
+        sub.add_argument("--predictions", required=True, help="JSONL {id, question, answer, pred[, pred2]}")
+        sub.add_argument("--judge", required=True, help="openai:MODEL[@BASE_URL], hf:PATH, replay:FILE or exact")
+        if name == "videogen":
+            sub.add_argument("--criteria", default="correctness,detail,context,temporal,consistency",
+                             help="comma-separated criteria to judge")
+
+    bins = command("saliency-bins", _saliency_bins, "hallucination rate of object tokens per saliency bin")
+    bins.add_argument("--run", required=True, help="a run folder (with generations/)")
+    bins.add_argument("--coco-annotations", required=True, help="folder with the COCO annotation JSONs")
+    bins.add_argument("--bins", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0", help="increasing bin edges")
+    bins.add_argument("--tagger", default="auto", choices=TAGGER_CHOICES, help="POS tagger for CHAIR")
