@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import CLIPVisionConfig, PreTrainedConfig, PreTrainedTokenizerFast
+from transformers import CLIPImageProcessorPil, CLIPVisionConfig, PreTrainedConfig, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 
@@ -90,6 +90,13 @@ def tiny_clip_vision_config(image_size: int = 56) -> CLIPVisionConfig:
     return CLIPVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         image_size=image_size, patch_size=14, projection_dim=32,
+    )
+
+
+def tiny_clip_image_processor(image_size: int = 56) -> CLIPImageProcessorPil:
+    """CLIP preprocessing (shortest-edge resize, centre crop, CLIP mean/std) at `image_size`."""
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     )
 
 

@@ -1,0 +1,92 @@
+"""Video-LLaVA (transformers `VideoLlavaForConditionalGeneration`), LanguageBind/Video-LLaVA-7B-hf.
+
+Modality "video": `Visual.images` holds the sampled frames (the model was trained on 8 frames),
+passed as the processor's `videos` input; every frame becomes (224 / 14)^2 + 1 `<video>` tokens
+(patches plus CLS) at the checkpoint's 224-pixel resolution.
+
+Prompt: the format of the model card, "USER: <video>\\n{prompt} ASSISTANT:".
+
+Layer defaults: the paper reports Video-LLaVA results without layer indices. Its language model is
+a 32-layer Vicuna-7B, as LLaVA-1.5-7B's, so we take LLaVA-1.5's defaults: saliency 6-8, LocoRE
+9-14 with beta 0.15.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import (
+    AutoProcessor,
+    LlamaConfig,
+    VideoLlavaConfig,
+    VideoLlavaForConditionalGeneration,
+    VideoLlavaProcessor,
+)
+
+from pipeline.api import LoadedModel, Visual
+from pipeline.models import MODELS
+from pipeline.models._common import FrameVideoProcessor, finish_load, frames_of, load_pretrained, to_model
+from pipeline.models.tiny import (
+    seeded_init,
+    tiny_clip_image_processor,
+    tiny_clip_vision_config,
+    tiny_text_config,
+    tiny_tokenizer,
+)
+
+IMAGE_TOKEN = "<image>"
+VIDEO_TOKEN = "<video>"
+
+
+def tiny_video_llava() -> tuple[VideoLlavaForConditionalGeneration, VideoLlavaProcessor]:
+    """A random Video-LLaVA with the real architecture (separate CLIP image and video towers, one
+    projector), 16 text layers, 56-pixel frames (17 tokens each) and a word-level tokenizer."""
+    tokenizer = tiny_tokenizer([IMAGE_TOKEN, VIDEO_TOKEN])
+    config = VideoLlavaConfig(
+        vision_config=tiny_clip_vision_config().to_dict(),
+        text_config=tiny_text_config(LlamaConfig, tokenizer).to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        video_token_index=tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
+        vision_feature_layer=-2, vision_feature_select_strategy="default",
+    )
+    model = seeded_init(lambda: VideoLlavaForConditionalGeneration(config))
+    image_processor = tiny_clip_image_processor()
+    processor = VideoLlavaProcessor(
+        image_processor=image_processor, video_processor=FrameVideoProcessor(image_processor), tokenizer=tokenizer,
+        patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+    )
+    return model, processor
+
+
+@MODELS.register("video_llava")
+class VideoLlavaAdapter:
+    name = "video_llava"
+    modality = "video"
+    default_target_layers = (6, 7, 8)
+    default_locore_layers = (9, 14)
+    default_locore_beta = 0.15
+
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
+        if checkpoint == "tiny":
+            model, processor = tiny_video_llava()
+        else:
+            model, processor = load_pretrained(self.name, checkpoint, lambda: (
+                VideoLlavaForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype),
+                AutoProcessor.from_pretrained(checkpoint),
+            ))
+        return finish_load(self, model, processor, dtype, device)
+
+    def prompt_text(self, prompt: str) -> str:
+        return f"USER: {VIDEO_TOKEN}\n{prompt} ASSISTANT:"
+
+    def build_inputs(
+        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
+    ) -> dict[str, torch.Tensor]:
+        batch = loaded.processor(
+            videos=frames_of(visuals), text=[self.prompt_text(p) for p in prompts], padding=True, return_tensors="pt"
+        )
+        return to_model(batch, loaded)
+
+    def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
+        return {loaded.model.config.image_token_id, loaded.model.config.video_token_id}
