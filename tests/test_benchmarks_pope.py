@@ -98,3 +98,17 @@ def test_bad_lines_become_error_samples(synth, tmp_path):
     }
     assert all(error.startswith("coco_pope_random.json line") for error in errors.values())
     assert samples[0].image_path.startswith(str(root / "images"))
+
+
+def test_data_pope_command_builds_readable_splits(synth, tmp_path, capsys):
+    from jobs.cli import main
+
+    out = tmp_path / "pope"
+    args = ["data", "pope", "--coco", str(synth.coco_root), "--out", str(out), "--n-images", "5"]
+    assert main(args) == 0
+    (out / "images").symlink_to(synth.coco_root / "val2014")
+    for split in ("random", "popular", "adversarial"):
+        samples = read(out, subset=split)
+        assert len(samples) == 30 and all(s.error is None for s in samples)
+    assert main([*args[:-1], "500"]) == 2
+    assert "only 8 images have at least 3 annotated objects" in capsys.readouterr().err

@@ -98,3 +98,13 @@ def test_pope_builder_is_seeded(synth):
     images = read_instances(synth.coco_root)
     assert build_pope(images, 1, 8) == build_pope(images, 1, 8)
     assert build_pope(images, 1, 8)["random"] != build_pope(images, 2, 8)["random"]
+
+
+def test_data_synth_command_writes_every_benchmark(tmp_path, capsys):
+    from jobs.cli import main
+
+    assert main(["data", "synth", "--out", str(tmp_path), "--seed", "2", "--images", "5"]) == 0
+    printed = capsys.readouterr().out
+    roots = write_synthetic(tmp_path / "again", seed=2, n_images=5).by_benchmark()
+    for name, root in roots.items():
+        assert f"{name} " in printed and (tmp_path / root.relative_to(tmp_path / "again")).is_dir()

@@ -1,10 +1,15 @@
 """Decoding images in the inference actor: good files, and every way a file can be bad."""
 
+import random
+
+import av
+import numpy
 import pytest
 from PIL import Image
 
 from pipeline import visuals
 from pipeline.api import Sample
+from pipeline.synth import write_video
 from pipeline.visuals import VisualError, load_visual
 
 
@@ -51,3 +56,36 @@ def test_sample_without_a_path():
 def test_frame_indices_are_uniform_and_cover_the_ends():
     assert visuals.frame_indices(100, 5) == [0, 24, 49, 74, 99]
     assert visuals.frame_indices(3, 5) == [0, 0, 1, 1, 2]
+
+
+def video_sample(path) -> Sample:
+    return Sample(sample_id="v", benchmark="msvd_qa", prompt="p", video_path=str(path))
+
+
+def test_video_frames_are_sampled_uniformly(tmp_path):
+    write_video(tmp_path / "clip.mp4", random.Random(0), n_frames=10)
+    visual = load_visual(video_sample(tmp_path / "clip.mp4"), num_frames=4)
+    assert visual.modality == "video" and len(visual.images) == 4
+    assert all(image.mode == "RGB" and image.size == (64, 48) for image in visual.images)
+    # The shape moves left to right, so the sampled frames differ and are in time order.
+    centres = [numpy.asarray(image).min(axis=2).argmin(axis=1).mean() for image in visual.images]
+    assert centres == sorted(centres) and len(set(centres)) == 4
+
+
+def test_zero_frame_corrupt_and_missing_videos(tmp_path):
+    # An AVI keeps its video stream with zero frames (an empty MP4 loses the stream).
+    with av.open(str(tmp_path / "empty.avi"), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height = 64, 48
+        container.start_encoding()
+    write_video(tmp_path / "full.mp4", random.Random(0))
+    data = (tmp_path / "full.mp4").read_bytes()  # an MP4 cut short loses its index (moov)
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
+    (tmp_path / "text.mp4").write_text("not a video")
+    cases = {"empty.avi": "has no frames", "text.mp4": "could not be decoded",
+             "nowhere.mp4": "does not exist", "cut.mp4": "has no video stream"}  # fmt: skip
+    for name, reason in cases.items():
+        with pytest.raises(VisualError) as error:
+            load_visual(video_sample(tmp_path / name), num_frames=4)
+        message = str(error.value)
+        assert str(tmp_path / name) in message and reason in message and "\n" not in message
