@@ -8,7 +8,7 @@ Video QA (`msvd_qa`, `msrvtt_qa`, `activitynet_qa`)
   `<root>/test_a.json` (`[{"question_id", "answer", "type"}]`), videos in the first of
   `<root>/videos/all/`, `<root>/all_test/`, `<root>/videos/` that exists, named
   `<video_name>.<ext>` or `v_<video_name>.<ext>` (ActivityNet), ext mp4/avi/mov/mkv/webm.
-- Prompt: the question (Video-LLaVA's evaluation). Scored by an LLM judge (metric video_qa).
+- Prompt: the question (Video-LLaVA's evaluation). Scored by an LLM judge (metric videoqa).
 - Export: `write_answers(table, path)`, the JSONL `{"id", "question", "answer", "pred"}` that
   Video-ChatGPT's and Video-LLaVA's GPT evaluation scripts read.
 
@@ -85,7 +85,7 @@ class _VideoQA:
 
     version = "1"
     modality = "video"
-    metrics = ("video_qa",)
+    metrics = ("videoqa",)
     name: str
     hint: str
 
@@ -164,7 +164,7 @@ class VideoChatGPT:
     name = "video_chatgpt"
     version = "1"
     modality = "video"
-    metrics = ("video_textgen",)
+    metrics = ()  # scored from write_textgen_answers by the 5-criteria judge
 
     def samples(self, config: BenchmarkConfig, seed: int) -> Iterator[Sample]:
         """Yields the subset's questions (default generic); two per consistency item."""
