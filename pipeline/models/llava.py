@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 from transformers import (
-    CLIPImageProcessorPil,
     AutoProcessor,
+    CLIPImageProcessorPil,
     CLIPVisionConfig,
     LlamaConfig,
     LlavaConfig,
@@ -22,6 +22,7 @@ from transformers import (
 
 from pipeline.api import LoadedModel, Visual
 from pipeline.models import MODELS
+from pipeline.models._common import load_pretrained
 from pipeline.models.tiny import seeded_init, tiny_tokenizer
 
 SYSTEM_PROMPT = (
@@ -45,6 +46,7 @@ def tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
         num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        initializer_range=0.2,  # wider than the default 0.02, so greedy text varies (not one word repeated)
     )
     config = LlavaConfig(
         vision_config=vision, text_config=text, image_token_id=image_token_id,
@@ -72,8 +74,10 @@ class Llava15Adapter:
             model, processor = tiny_llava()
             model = model.to(dtype)
         else:
-            processor = AutoProcessor.from_pretrained(checkpoint)
-            model = LlavaForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype)
+            model, processor = load_pretrained(self.name, checkpoint, lambda: (
+                LlavaForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype),
+                AutoProcessor.from_pretrained(checkpoint),
+            ))
         processor.tokenizer.padding_side = "left"
         model = model.to(device).eval()
         return LoadedModel(model=model, processor=processor, tokenizer=processor.tokenizer, adapter=self, device=device)
