@@ -32,13 +32,25 @@ from transformers import (
     Qwen2VLImageProcessorPil,
     Qwen2VLProcessor,
 )
-from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig, Qwen2_5_VLVisionConfig
-from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLTextConfig, Qwen2VLVisionConfig
+from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (
+    Qwen2_5_VLTextConfig,
+    Qwen2_5_VLVisionConfig,
+)
+from transformers.models.qwen2_vl.configuration_qwen2_vl import (
+    Qwen2VLTextConfig,
+    Qwen2VLVisionConfig,
+)
 
 from pipeline.api import LoadedModel, Visual
 from pipeline.models import MODELS
 from pipeline.models._common import FrameVideoProcessor, finish_load, load_pretrained, to_model
-from pipeline.models.tiny import chatml_template, seeded_init, TEXT_SIZES, tiny_text_config, tiny_tokenizer
+from pipeline.models.tiny import (
+    TEXT_SIZES,
+    chatml_template,
+    seeded_init,
+    tiny_text_config,
+    tiny_tokenizer,
+)
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 IMAGE_TEXT = "<|vision_start|><|image_pad|><|vision_end|>"
