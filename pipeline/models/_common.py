@@ -92,7 +92,7 @@ class FrameVideoProcessor(VideoProcessorMixin):
         image_processor: a PIL image processor whose output has one `pixel_values` row per frame.
     """
 
-    model_input_names = ["pixel_values_videos"]
+    model_input_names = ("pixel_values_videos",)
 
     def __init__(self, image_processor: Any) -> None:
         super().__init__()

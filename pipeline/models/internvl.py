@@ -34,8 +34,18 @@ from transformers import (
 
 from pipeline.api import LoadedModel, Visual
 from pipeline.models import MODELS
-from pipeline.models._common import FrameVideoProcessor, finish_load, load_pretrained, to_model
-from pipeline.models.tiny import chatml_template, seeded_init, tiny_text_config, tiny_tokenizer
+from pipeline.models._common import (
+    FrameVideoProcessor,
+    finish_load,
+    load_pretrained,
+    to_model,
+)
+from pipeline.models.tiny import (
+    chatml_template,
+    seeded_init,
+    tiny_text_config,
+    tiny_tokenizer,
+)
 
 IMAGE_TEXT = "<IMG_CONTEXT>\n"
 NAMED_TOKENS = {

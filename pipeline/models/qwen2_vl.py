@@ -43,7 +43,12 @@ from transformers.models.qwen2_vl.configuration_qwen2_vl import (
 
 from pipeline.api import LoadedModel, Visual
 from pipeline.models import MODELS
-from pipeline.models._common import FrameVideoProcessor, finish_load, load_pretrained, to_model
+from pipeline.models._common import (
+    FrameVideoProcessor,
+    finish_load,
+    load_pretrained,
+    to_model,
+)
 from pipeline.models.tiny import (
     TEXT_SIZES,
     chatml_template,
@@ -60,7 +65,7 @@ TINY_IMAGE_PIXELS = 56 * 56  # 4x4 patches of 14 px, merged 2x2: four image toke
 
 def _tiny_vision_config(config_class: type) -> Any:
     """A two-block vision tower with Qwen's 14-px patches, 2-frame temporal patches, 2x2 merge."""
-    sizes = dict(depth=2, num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    sizes = {"depth": 2, "num_heads": 2, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
     text_width = TEXT_SIZES["hidden_size"]  # the merger projects into the text width
     if config_class is Qwen2_5_VLVisionConfig:
         # Qwen2.5-VL's window attention: one full-attention block, a window of one merged patch grid.

@@ -11,7 +11,12 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import CLIPImageProcessorPil, CLIPVisionConfig, PreTrainedConfig, PreTrainedTokenizerFast
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    PreTrainedConfig,
+    PreTrainedTokenizerFast,
+)
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 
@@ -67,10 +72,10 @@ def seeded_init(build, seed: int = 0):
         return build()
 
 
-TEXT_SIZES: dict[str, Any] = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=16, num_attention_heads=4,
-    num_key_value_heads=2, max_position_embeddings=2048, initializer_range=0.2,
-)
+TEXT_SIZES: dict[str, Any] = {
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 16, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "max_position_embeddings": 2048, "initializer_range": 0.2,
+}
 """Language-model sizes of every tiny model: 16 layers, so the paper's default saliency (6-8) and
 LocoRE (9-14) layers exist; hidden 64 with 4 heads keeps a forward pass at a few milliseconds.
 Weights are drawn 10x wider than the default 0.02, so greedy text varies instead of repeating
@@ -79,10 +84,10 @@ one word, which makes decoding tests meaningful."""
 
 def tiny_text_config(config_class: type[PreTrainedConfig], tokenizer: PreTrainedTokenizerFast, **overrides: Any):
     """The language-model config of a tiny model: TEXT_SIZES and the tokenizer's special ids."""
-    values = dict(
-        TEXT_SIZES, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
+    values = {
+        **TEXT_SIZES, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+    }
     values.update(overrides)
     return config_class(**values)
 

@@ -26,7 +26,13 @@ from transformers import (
 
 from pipeline.api import LoadedModel, Visual
 from pipeline.models import MODELS
-from pipeline.models._common import FrameVideoProcessor, finish_load, frames_of, load_pretrained, to_model
+from pipeline.models._common import (
+    FrameVideoProcessor,
+    finish_load,
+    frames_of,
+    load_pretrained,
+    to_model,
+)
 from pipeline.models.tiny import (
     seeded_init,
     tiny_clip_image_processor,
