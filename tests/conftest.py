@@ -23,6 +23,7 @@ def local_ray():
     """A real local Ray (2 CPUs, small object store), shared by the tests that need one."""
     if not ray.is_initialized():
         ray.init(
+            address="local",  # a new Ray even when another (e.g. `ray start`) runs on this machine
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,
