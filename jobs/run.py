@@ -26,6 +26,7 @@ from eval.report import write_report
 from eval.scoring import score_run
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import RunConfig, load_config, write_config
+from pipeline.manifest import MANIFEST_FILE, write_manifest
 from pipeline.run import generate
 
 RUN_INFO_FILE = "run.json"
@@ -45,7 +46,8 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        # "local": start our own Ray even when another one (`ray start`) runs on this machine.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield
     finally:
@@ -85,6 +87,7 @@ def execute(config: RunConfig, log=print) -> dict[str, Any]:
     """Generates, scores and reports one run inside the current Ray session; returns the scores."""
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / MANIFEST_FILE).unlink(missing_ok=True)  # stale once this run adds files
     write_config(config, run_dir / "config.yaml")
     (run_dir / RUN_INFO_FILE).write_text(json.dumps(run_info(config), indent=2))
     summary = generate(config, log=log)
@@ -102,6 +105,8 @@ def execute(config: RunConfig, log=print) -> dict[str, Any]:
     }
     scores = score_run(run_dir, config.benchmark.root, benchmark.metrics, identity)
     report = write_report(run_dir)
+    # Last, so a manifest exists only for a run whose generations and scores are complete.
+    write_manifest(run_dir, config.run_id, summary.n_samples)
     log(f"scored in {time.perf_counter() - start:.1f}s; report: {report}")
     return scores
 

@@ -6,6 +6,7 @@ rename), and a re-run generates only the samples that no committed file holds ye
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -27,7 +28,11 @@ from pipeline.schema import GENERATION_SCHEMA, GENERATIONS_DIR, generation_files
 
 
 class CommittedParquetSink(Datasink):
-    """Writes each write task's rows to one Parquet file that appears atomically (rename)."""
+    """Writes each write task's rows to one Parquet file that appears atomically (rename).
+
+    The file is named after the sample ids it holds, so a write task that Ray retries (its
+    worker died after the rename) replaces its own file instead of committing a duplicate.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -38,8 +43,10 @@ class CommittedParquetSink(Datasink):
         if not tables:
             return 0
         table = pa.concat_tables(tables).cast(GENERATION_SCHEMA)
-        name = f"part-{uuid.uuid4().hex}.parquet"
-        partial = self.folder / f".{name}.partial"
+        ids = "\n".join(sorted(table.column("sample_id").to_pylist()))
+        name = f"part-{hashlib.sha256(ids.encode()).hexdigest()[:24]}.parquet"
+        # A unique temporary name: two attempts of one task may overlap and must not share it.
+        partial = self.folder / f".{name}.{uuid.uuid4().hex}.partial"
         pq.write_table(table, partial)
         os.replace(partial, self.folder / name)
         return table.num_rows
