@@ -1,0 +1,207 @@
+"""The halleval attention implementation: fused SDPA, plus LocoRE and saliency capture on demand.
+
+It is registered with transformers' `AttentionInterface` (and an SDPA mask with
+`AttentionMaskInterface`) under `ATTENTION_NAME` and installed on the language model only, so
+every model family gets it without patching model files. While no `AttentionPlan` is active it
+is exactly `sdpa_attention_forward`.
+
+An active plan (a context variable, set by the decode loop around its forwards) asks for:
+- LocoRE (paper Alg. 2) in layers [l0, l1] on single-query decode forwards: the post-softmax
+  weight of each generated token at distance 1..w_s before the query is multiplied by
+  gamma = 1 + beta. On the fused path this is `o + beta * sum_{j in window} p_j v_j` with
+  `p_j = exp(q.k_j * scale - LSE)`; the LSE costs one extra q.K over the keys.
+- saliency capture in the target layers: those layers materialise the query's attention
+  probabilities A (after LocoRE, so a LocoRE run is measured through the attention it runs) and
+  add a zero leaf `delta` that requires grad, so `d loss / d delta` is the total derivative
+  d loss / d A, downstream paths through later layers included.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+ATTENTION_NAME = "halleval"
+
+
+@dataclass(frozen=True)
+class Locore:
+    """LocoRE settings (paper Alg. 2).
+
+    Attributes:
+        layers: first and last decoder layer [l0, l1], inclusive.
+        beta: gain strength; attention to recent outputs is multiplied by 1 + beta.
+        window: w_s; generated tokens at distance d <= w_s from the query gain.
+        renormalize: divide the gained row by its new sum (off in the paper's algorithm).
+    """
+
+    layers: tuple[int, int]
+    beta: float
+    window: int
+    renormalize: bool = False
+
+    def covers(self, layer: int | None) -> bool:
+        return layer is not None and self.layers[0] <= layer <= self.layers[1]
+
+
+@dataclass
+class SaliencyCapture:
+    """What one differentiable forward left for saliency: per target layer the attention
+    probabilities A [B, H, q, T] (detached values) and the zero leaf whose gradient is dL/dA,
+    plus the graph-carrying next-token logits [B, V]."""
+
+    layers: frozenset[int]
+    probs: dict[int, torch.Tensor] = field(default_factory=dict)
+    deltas: dict[int, torch.Tensor] = field(default_factory=dict)
+    logits: torch.Tensor | None = None
+
+    def clear(self) -> None:
+        self.probs.clear()
+        self.deltas.clear()
+        self.logits = None
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """What the halleval attention does during the forwards it is active for.
+
+    Attributes:
+        output_start: cache column of the first generated token (the padded prompt length);
+            LocoRE's window only ever covers generated tokens.
+        locore: LocoRE settings, or None for unmodified attention.
+        capture: where target layers record A and its gradient leaf, or None.
+    """
+
+    output_start: int
+    locore: Locore | None = None
+    capture: SaliencyCapture | None = None
+
+
+_PLAN: contextvars.ContextVar[AttentionPlan | None] = contextvars.ContextVar("halleval_attention_plan", default=None)
+
+
+@contextmanager
+def active(plan: AttentionPlan | None) -> Iterator[None]:
+    """Makes `plan` the one the halleval attention follows inside the block."""
+    token = _PLAN.set(plan)
+    try:
+        yield
+    finally:
+        _PLAN.reset(token)
+
+
+def install(model: torch.nn.Module) -> None:
+    """Switches the language model to the halleval attention; vision towers keep theirs.
+
+    Also freezes the weights: halleval never trains, and frozen weights let a differentiable
+    forward build a graph only downstream of the captured attention probabilities.
+    """
+    implementations = {
+        name: getattr(model.config, name)._attn_implementation
+        for name in model.config.sub_configs
+        if getattr(model.config, name, None) is not None
+    }
+    implementations["text_config"] = ATTENTION_NAME
+    model.set_attn_implementation(implementations)
+    model.requires_grad_(False)
+
+
+def _grouped(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """q.K^T * 1 for grouped-query attention without repeating K: [B, H, q, T]."""
+    batch, heads, q_len, dim = query.shape
+    kv_heads = key.shape[1]
+    grouped = query.reshape(batch, kv_heads, heads // kv_heads * q_len, dim)
+    return (grouped @ key.transpose(-1, -2)).reshape(batch, heads, q_len, key.shape[2])
+
+
+def _apply_grouped(weights: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """weights [B, H, q, T'] @ value [B, Hkv, T', D] per head group: [B, H, q, D]."""
+    batch, heads, q_len, keys = weights.shape
+    kv_heads = value.shape[1]
+    out = weights.reshape(batch, kv_heads, heads // kv_heads * q_len, keys) @ value
+    return out.reshape(batch, heads, q_len, value.shape[-1])
+
+
+def _scores(module, query, key, attention_mask, scaling) -> torch.Tensor:
+    """Masked attention logits [B, H, q, T], at least float32 as in the models' eager attention
+    (float64 stays float64, so the tests can compare to 1e-10)."""
+    scale = scaling if scaling is not None else module.head_dim**-0.5
+    scores = _grouped(query, key).to(torch.promote_types(query.dtype, torch.float32)) * scale
+    if attention_mask is None:
+        # SDPA's mask may be skipped for pure causal attention; rebuild it (bottom-right aligned).
+        q_len, k_len = scores.shape[-2:]
+        attention_mask = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril(k_len - q_len)
+    if attention_mask.dtype == torch.bool:
+        return scores.masked_fill(~attention_mask, float("-inf"))
+    return scores + attention_mask
+
+
+def _locore_window(plan: AttentionPlan, query: torch.Tensor, key: torch.Tensor) -> slice | None:
+    """Cache columns of the generated tokens at distance 1..w_s before a single decode query."""
+    if query.shape[2] != 1:  # prefill: there are no generated tokens yet
+        return None
+    query_column = key.shape[2] - 1
+    start = max(plan.output_start, query_column - plan.locore.window)
+    return slice(start, query_column) if start < query_column else None
+
+
+def _gain(probs: torch.Tensor, window: slice, locore: Locore) -> torch.Tensor:
+    """Eq. (4) on materialised probabilities (capture path)."""
+    gain = torch.ones(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+    gain[window] = 1 + locore.beta
+    gained = probs * gain
+    return gained / gained.sum(-1, keepdim=True) if locore.renormalize else gained
+
+
+def _fused_locore(module, query, key, value, attention_mask, scaling, window: slice, locore: Locore, output):
+    """Adds LocoRE's gain to an SDPA output [B, q, H, D] through the log-sum-exp of the row."""
+    scores = _scores(module, query, key, attention_mask, scaling)
+    window_probs = torch.exp(scores[..., window] - torch.logsumexp(scores, dim=-1, keepdim=True))
+    extra = locore.beta * _apply_grouped(window_probs.to(value.dtype), value[:, :, window])
+    gained = output + extra.transpose(1, 2)
+    if locore.renormalize:
+        row_sum = 1 + locore.beta * window_probs.sum(-1, keepdim=True)  # [B, H, q, 1]
+        gained = gained / row_sum.transpose(1, 2).to(gained.dtype)
+    return gained
+
+
+def halleval_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """The registered attention function (transformers' signature; layout [B, H, T, D] in,
+    [B, q, H, D] out)."""
+    plan = _PLAN.get()
+    layer = getattr(module, "layer_idx", None)
+    locore = plan.locore if plan is not None and plan.locore is not None and plan.locore.covers(layer) else None
+    window = _locore_window(plan, query, key) if locore is not None else None
+    capture = plan.capture if plan is not None else None
+    if capture is not None and layer in capture.layers and torch.is_grad_enabled():
+        probs = torch.softmax(_scores(module, query, key, attention_mask, scaling), dim=-1).to(query.dtype)
+        if window is not None:
+            probs = _gain(probs, window, locore)
+        delta = torch.zeros_like(probs, requires_grad=True)
+        capture.probs[layer] = probs.detach()
+        capture.deltas[layer] = delta
+        return _apply_grouped(probs + delta, value).transpose(1, 2).contiguous(), None
+    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if window is not None:
+        output = _fused_locore(module, query, key, value, attention_mask, scaling, window, locore, output)
+    return output, None
+
+
+AttentionInterface.register(ATTENTION_NAME, halleval_attention)
+AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)

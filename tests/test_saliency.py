@@ -1,0 +1,119 @@
+"""Saliency: the efficient cached, batched form equals the naive full recompute on every model
+family; it is not zero; the official code's off-by-one would make it zero."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from method_reference import naive_saliency
+from pipeline import attention
+from pipeline.api import Visual
+from pipeline.attention import Locore
+from pipeline.decoding import DecodeState, StepChoice, decode
+from pipeline.methods import METHODS
+from pipeline.config import MethodConfig
+from pipeline.models import MODELS
+
+PROMPTS = ["describe the image in detail", "is there a dog ?"]  # different lengths: left padding
+STEPS = 4
+K = 2
+
+
+def load(name: str, dtype=torch.float64):
+    adapter = MODELS.get(name)()
+    loaded = adapter.load("tiny", dtype, "cpu")
+    frames = 2 if adapter.modality == "video" else 1
+    visuals = [
+        Visual(images=[Image.new("RGB", (56, 56), (60 * i + 20 * f, 90, 40)) for f in range(frames)], modality=adapter.modality)
+        for i in range(len(PROMPTS))
+    ]
+    return loaded, adapter.build_inputs(loaded, PROMPTS, visuals)
+
+
+def efficient_records(loaded, inputs, span, locore=None):
+    """Greedy decoding that scores the top-K candidates at every step: (prefix, candidates, S)."""
+    layers = loaded.adapter.default_target_layers
+    # A random model may emit an image/video placeholder, which a full recompute with pixels
+    # would then count as a visual token; keep those out of the candidates.
+    visual = sorted(loaded.adapter.visual_token_ids(loaded))
+    records = []
+
+    def select(state: DecodeState) -> StepChoice:
+        logits = state.logits.clone()
+        logits[:, visual] = float("-inf")
+        candidates = logits.topk(K, dim=-1).indices
+        records.append((state.input_ids.clone(), candidates, state.saliency(candidates, span)))
+        return StepChoice(token_ids=candidates[:, 0])
+
+    attention.install(loaded.model)
+    generators = [torch.Generator() for _ in PROMPTS]
+    decode(loaded, inputs, STEPS, generators, select, locore=locore, saliency_layers=layers)
+    return records
+
+
+@pytest.mark.parametrize("span", ["post_image", "outputs"])
+@pytest.mark.parametrize("name", MODELS.names())
+def test_efficient_saliency_equals_naive_recompute(name, span):
+    loaded, inputs = load(name)
+    layers = loaded.adapter.default_target_layers
+    records = efficient_records(loaded, inputs, span)
+    for step, (prefix, candidates, efficient) in enumerate(records):
+        assert efficient.shape == (len(PROMPTS), K)
+        for k in range(K):
+            naive = naive_saliency(loaded, inputs, prefix, candidates[:, k], layers, span)
+            torch.testing.assert_close(efficient[:, k], naive, rtol=1e-8, atol=1e-12)
+        if span == "outputs" and step == 0:
+            assert (efficient == 0).all()  # no generated token yet: the span is empty
+        else:
+            assert (efficient > 0).all()
+    # Candidates of a step differ in their loss, so they differ in saliency.
+    assert not torch.allclose(records[-1][2][:, 0], records[-1][2][:, 1])
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_saliency_of_a_locore_run_is_measured_through_the_modified_attention(name):
+    loaded, inputs = load(name)
+    adapter = loaded.adapter
+    locore = Locore(adapter.default_locore_layers, beta=0.5, window=3)
+    # Target layers inside the LocoRE range, so the gain changes A itself, not only its inputs.
+    layers = tuple(range(adapter.default_locore_layers[0], adapter.default_locore_layers[0] + 2))
+    layers_holder = type(adapter).default_target_layers
+    type(adapter).default_target_layers = layers
+    try:
+        records = efficient_records(loaded, inputs, "post_image", locore=locore)
+    finally:
+        type(adapter).default_target_layers = layers_holder
+    prefix, candidates, efficient = records[-1]
+    with_locore = naive_saliency(loaded, inputs, prefix, candidates[:, 0], layers, "post_image", locore=locore)
+    without = naive_saliency(loaded, inputs, prefix, candidates[:, 0], layers, "post_image")
+    torch.testing.assert_close(efficient[:, 0], with_locore, rtol=1e-8, atol=1e-12)
+    assert not torch.allclose(with_locore, without)
+
+
+def test_official_off_by_one_gives_zero_saliency():
+    loaded, inputs = load("llava15")
+    layers = loaded.adapter.default_target_layers
+    prefix = inputs["input_ids"]
+    candidates = torch.tensor([5, 6])
+    buggy = naive_saliency(loaded, inputs, prefix, candidates, layers, "post_image", predictor_offset=2)
+    fixed = naive_saliency(loaded, inputs, prefix, candidates, layers, "post_image")
+    assert (buggy == 0).all() and (fixed > 0).all()
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_record_saliency_keeps_greedy_tokens_and_records_each_token(name):
+    loaded, inputs = load(name, torch.float32)
+    generators = [torch.Generator() for _ in PROMPTS]
+    plain = METHODS.get("greedy")()
+    params = MethodConfig(name="greedy")
+    plain.prepare(loaded, params)
+    reference = plain.generate(loaded, inputs, params, STEPS, generators)
+    recording = MethodConfig(name="greedy", record_saliency=True)
+    plain.prepare(loaded, recording)
+    recorded = plain.generate(loaded, inputs, recording, STEPS, generators)
+    for ref, rec in zip(reference, recorded):
+        assert rec.token_ids == ref.token_ids
+        assert ref.saliency is None
+        assert len(rec.saliency) == len(rec.token_ids) and all(s > 0 for s in rec.saliency)
