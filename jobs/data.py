@@ -33,7 +33,7 @@ def _pope(args: argparse.Namespace) -> int:
         print(f"wrote {len(questions)} questions to {path}")
     print(
         f"point benchmark.root at {out} and put (or link) the val2014 images in "
-        f"{out / 'images'}; see docs/benchmarks.md"
+        f"{out / 'images'}; see docs/datasets.md"
     )
     return 0
 

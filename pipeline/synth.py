@@ -11,7 +11,7 @@
     <out>/GPT_Zero_Shot_QA/{MSVD,MSRVTT,Activitynet}_Zero_Shot_QA/  (test_q/test_a + MP4s)
     <out>/video_chatgpt/{generic,temporal,consistency}_qa.json + Test_Videos/
 
-docs/benchmarks.md lists each layout and the matching `benchmark.root`.
+docs/datasets.md lists each layout and the matching `benchmark.root`.
 
 Objects are drawn from a few scenes (street, kitchen, ...), so some categories are frequent and
 some co-occur, which is what POPE's popular and adversarial splits need. The same seed writes
