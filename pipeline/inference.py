@@ -1,5 +1,6 @@
 """The Ray Data inference stage: a UDF class that holds one model and turns sample rows into
-generation rows (GENERATION_SCHEMA). Heavy set-up happens once, in `__init__`, per actor.
+generation rows (GENERATION_SCHEMA). Heavy set-up happens once, in `__init__`, per actor; one
+actor can serve several runs that use the same weights (the cells of a grid).
 
 A bad sample never kills the batch: an undecodable image or a failed generation becomes a row
 with `error` set, and the rest of the batch is generated as usual.
@@ -8,13 +9,18 @@ with `error` set, and the rest of the batch is generated as usual.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import socket
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import torch
 
-from pipeline.api import Generation, LoadedModel, Sample, Visual
+from pipeline.api import DecodingMethod, Generation, LoadedModel, Sample, Visual
 from pipeline.config import RunConfig
 from pipeline.methods import METHODS
 from pipeline.models import MODELS
@@ -52,83 +58,134 @@ def token_pieces(tokenizer: Any, token_ids: list[int]) -> tuple[str, list[str], 
     return text, pieces, offsets
 
 
+def _log_load(path: Path, config: RunConfig, seconds: float) -> None:
+    record = {
+        "model": config.model.name, "checkpoint": config.model.checkpoint, "dtype": config.model.dtype,
+        "seconds": round(seconds, 3), "host": socket.gethostname(), "pid": os.getpid(),
+    }
+    # One short append per actor: atomic enough on local and network file systems alike.
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+@dataclass
+class Cell:
+    """One run served by an inference actor: its config, reader version and decoding method."""
+
+    config: RunConfig
+    benchmark_version: str
+    method: DecodingMethod
+
+
+def model_key(config: RunConfig) -> tuple[str, str, str]:
+    """What decides the loaded weights: runs with the same key can share one model actor."""
+    return (config.model.name, config.model.checkpoint, config.model.dtype)
+
+
 class InferenceStage:
-    """Ray Data UDF: `ds.map_batches(InferenceStage, fn_constructor_kwargs={"config_json": ...})`.
+    """Ray Data UDF holding one model that serves one run or several (the cells of a grid).
+
+    `ds.map_batches(InferenceStage, fn_constructor_kwargs={"cells": [(config_json, version)]})`.
+    Rows carry their run's `run_id`; a batch is split by run and each part is decoded with its
+    own run's method, parameters, seed and limits. That is safe because a method's `prepare`
+    only installs the halleval attention (exactly SDPA while no LocoRE/saliency plan is active)
+    and all per-run settings reach the decode loop as arguments, never as model state.
 
     Args:
-        config_json: the run's RunConfig as JSON (plain data, so Ray can ship it to any node).
-        benchmark_version: the reader's version, recorded in every row.
+        cells: (RunConfig JSON, benchmark reader version) of every run the actor serves; all
+            must share the model key (name, checkpoint, dtype). Plain data, so Ray can ship it.
+        load_log: a JSONL file to which each actor appends one line per model load (model,
+            seconds, host, pid), so a grid can show what loading cost and tests can count loads.
+
+    Raises:
+        ValueError: the cells need different weights.
     """
 
-    def __init__(self, config_json: str, benchmark_version: str) -> None:
-        self.config = RunConfig.model_validate_json(config_json)
-        self.benchmark_version = benchmark_version
-        device = "cuda" if torch.cuda.is_available() and self.config.resources.gpus_per_actor > 0 else "cpu"
-        adapter = MODELS.get(self.config.model.name)()
-        self.loaded: LoadedModel = adapter.load(self.config.model.checkpoint, _DTYPES[self.config.model.dtype], device)
-        self.method = METHODS.get(self.config.method.name)()
-        self.method.prepare(self.loaded, self.config.method)
+    def __init__(self, cells: list[tuple[str, str]], load_log: str | None = None) -> None:
+        configs = [(RunConfig.model_validate_json(text), version) for text, version in cells]
+        keys = {model_key(config) for config, _ in configs}
+        if len(keys) != 1:
+            raise ValueError(f"one inference actor serves one model, got {sorted(keys)}")
+        first = configs[0][0]
+        device = "cuda" if torch.cuda.is_available() and first.resources.gpus_per_actor > 0 else "cpu"
+        start = time.perf_counter()
+        adapter = MODELS.get(first.model.name)()
+        self.loaded: LoadedModel = adapter.load(first.model.checkpoint, _DTYPES[first.model.dtype], device)
+        if load_log:
+            _log_load(Path(load_log), first, time.perf_counter() - start)
+        self.cells: dict[str, Cell] = {}
+        for config, version in configs:
+            method = METHODS.get(config.method.name)()
+            method.prepare(self.loaded, config.method)
+            self.cells[config.run_id] = Cell(config, version, method)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         samples = [Sample.from_row(row) for row in batch.to_pylist()]
-        rows: dict[str, dict[str, Any]] = {}
-        ready: list[tuple[Sample, Visual]] = []
-        for sample in samples:
+        run_ids = batch.column("run_id").to_pylist()
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        ready: dict[str, list[tuple[Sample, Visual]]] = {}
+        for run_id, sample in zip(run_ids, samples):
+            cell = self.cells[run_id]
             if sample.error:
-                rows[sample.sample_id] = self._row(sample, error=sample.error)
+                rows[run_id, sample.sample_id] = self._row(cell, sample, error=sample.error)
                 continue
             try:
-                ready.append((sample, load_visual(sample, self.config.benchmark.num_frames)))
+                visual = load_visual(sample, cell.config.benchmark.num_frames)
             except ValueError as error:
-                rows[sample.sample_id] = self._row(sample, error=str(error))
-        rows.update(self._generate(ready))
-        return to_table([rows[sample.sample_id] for sample in samples])
+                rows[run_id, sample.sample_id] = self._row(cell, sample, error=str(error))
+                continue
+            ready.setdefault(run_id, []).append((sample, visual))
+        for run_id, items in ready.items():
+            cell = self.cells[run_id]
+            rows.update(((run_id, sid), row) for sid, row in self._generate(cell, items).items())
+        return to_table([rows[run_id, sample.sample_id] for run_id, sample in zip(run_ids, samples)])
 
-    def _generate(self, ready: list[tuple[Sample, Visual]]) -> dict[str, dict[str, Any]]:
+    def _generate(self, cell: Cell, ready: list[tuple[Sample, Visual]]) -> dict[str, dict[str, Any]]:
         if not ready:
             return {}
         start = time.perf_counter()
         try:
-            generations = self._generate_batch(ready)
+            generations = self._generate_batch(cell, ready)
         except Exception as error:  # noqa: BLE001 - isolate the failing sample: retry one at a time
             if len(ready) == 1:
                 message = f"generation failed: {error.__class__.__name__}: {error}"
-                return {ready[0][0].sample_id: self._row(ready[0][0], error=message)}
+                return {ready[0][0].sample_id: self._row(cell, ready[0][0], error=message)}
             rows: dict[str, dict[str, Any]] = {}
             for item in ready:
-                rows.update(self._generate([item]))
+                rows.update(self._generate(cell, [item]))
             return rows
         latency = (time.perf_counter() - start) / len(ready)
         return {
-            sample.sample_id: self._row(sample, generation=generation, latency_s=latency)
+            sample.sample_id: self._row(cell, sample, generation=generation, latency_s=latency)
             for (sample, _), generation in zip(ready, generations)
         }
 
-    def _generate_batch(self, ready: list[tuple[Sample, Visual]]) -> list[Generation]:
+    def _generate_batch(self, cell: Cell, ready: list[tuple[Sample, Visual]]) -> list[Generation]:
         adapter = self.loaded.adapter
+        config = cell.config
         inputs = adapter.build_inputs(self.loaded, [s.prompt for s, _ in ready], [v for _, v in ready])
         generators = [
-            torch.Generator(device=self.loaded.device).manual_seed(sample_seed(self.config.seed, s.sample_id))
+            torch.Generator(device=self.loaded.device).manual_seed(sample_seed(config.seed, s.sample_id))
             for s, _ in ready
         ]
-        return self.method.generate(
-            self.loaded, inputs, self.config.method, self.config.generation.max_new_tokens, generators
-        )
+        return cell.method.generate(self.loaded, inputs, config.method, config.generation.max_new_tokens, generators)
 
     def _row(
         self,
+        cell: Cell,
         sample: Sample,
         generation: Generation | None = None,
         latency_s: float | None = None,
         error: str | None = None,
     ) -> dict[str, Any]:
+        config = cell.config
         row = sample.to_row()
         row.update(
-            run_id=self.config.run_id,
-            benchmark_version=self.benchmark_version,
-            model=self.config.model.name,
-            method=self.config.method.name,
-            seed=self.config.seed,
+            run_id=config.run_id,
+            benchmark_version=cell.benchmark_version,
+            model=config.model.name,
+            method=config.method.name,
+            seed=config.seed,
             error=error,
         )
         if generation is None:

@@ -1,0 +1,91 @@
+"""Building blocks of the self-contained report pages: tables (HTML and Markdown), matplotlib
+figures embedded as base64 PNG data URIs, and the page shell with its inline stylesheet.
+
+Nothing on a page refers to another file or the network, so a report can be mailed, attached
+to a CI run or opened from a cluster's shared disk as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
+th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+img.plot { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
+.caption { line-height: 2; margin: 0.5rem 0 1rem; padding: 0.5rem; background: #fafafa; }
+.tok { padding: 0.1rem 0; border-radius: 2px; }
+.obj-ok { border-bottom: 3px solid #2e7d32; }
+.obj-hall { border-bottom: 3px solid #c62828; font-weight: bold; color: #b71c1c; }
+.legend span { margin-right: 1rem; } .muted { color: #777; } .bad { color: #c62828; font-weight: bold; }
+"""
+
+
+def fmt(value: Any) -> str:
+    """A cell's text: floats to 4 decimals, None and NaN as an en dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """An HTML table of `columns` from row dicts; text columns are left-aligned."""
+    def cell(tag: str, value: Any) -> str:
+        kind = "text" if isinstance(value, str) else "num"
+        return f'<{tag} class="{kind}">{html.escape(fmt(value))}</{tag}>'
+
+    head = "".join(f'<th class="text">{html.escape(c)}</th>' for c in columns)
+    body = "".join("<tr>" + "".join(cell("td", row.get(c)) for c in columns) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    """The same table as Markdown lines."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return lines
+
+
+def new_figure(width: float = 6.0, height: float = 3.5, ncols: int = 1):
+    """A matplotlib figure on the Agg backend (reports are rendered on headless machines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+
+
+def figure_data_uri(figure) -> str:
+    """Renders and closes a figure; returns it as a `data:image/png;base64,...` URI."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def img(uri: str, alt: str) -> str:
+    return f'<img class="plot" alt="{html.escape(alt)}" src="{uri}">'
+
+
+def render_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
+    """The page: a title and (heading, inner HTML) sections."""
+    body = "".join(f"<h2>{html.escape(heading)}</h2>\n{inner}\n" for heading, inner in sections)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>\n{body}</body></html>\n"
+    )
