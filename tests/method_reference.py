@@ -38,7 +38,7 @@ def eager_locore_attention(module, query, key, value, attention_mask, scaling=No
         columns = torch.arange(k_len)[None, :]
         distance = rows - columns
         window = (columns >= _settings["output_start"]) & (distance >= 1) & (distance <= locore.window)
-        probs = probs * torch.where(window, 1 + locore.beta, 1.0).to(probs.dtype)
+        probs = probs * (1 + locore.beta * window.to(probs.dtype))
         if locore.renormalize:
             probs = probs / probs.sum(-1, keepdim=True)
     return (probs @ value).transpose(1, 2).contiguous(), probs

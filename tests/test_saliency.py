@@ -3,6 +3,8 @@ family; it is not zero; the official code's off-by-one would make it zero."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from PIL import Image
@@ -21,7 +23,10 @@ STEPS = 4
 K = 2
 
 
+@functools.cache
 def load(name: str, dtype=torch.float64):
+    """A tiny model and a two-prompt batch, built once per test session (tests that change the
+    text attention implementation put it back)."""
     adapter = MODELS.get(name)()
     loaded = adapter.load("tiny", dtype, "cpu")
     frames = 2 if adapter.modality == "video" else 1
