@@ -45,6 +45,11 @@ class GridResult:
     seconds: float
 
 
+def grid_folder(name: str, cells: list[GridCell]) -> Path:
+    """<output_dir>/grids/<name>: beside the cells' run folders (output_dir is never an axis)."""
+    return Path(cells[0].config.output_dir) / "grids" / name
+
+
 def effective_beta(config: RunConfig) -> float:
     """The LocoRE beta a cell ran with: 0 without LocoRE, the adapter's default when unset."""
     if "locore" not in config.method.name:
@@ -100,17 +105,18 @@ def run_grid(grid: GridConfig, source: str = "grid", overrides: list[str] = (), 
     cells = grid.cells(source, list(overrides))
     pending = [cell for cell in cells if not (cell.config.run_dir / SCORES_FILE).is_file()]
     log(f"grid {grid.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, {len(pending)} to run")
-    grid.grid_dir.mkdir(parents=True, exist_ok=True)
+    grid_dir = grid_folder(grid.name, cells)
+    grid_dir.mkdir(parents=True, exist_ok=True)
     n_generated = 0
     with ray_session():
         if pending:
-            summaries = generate_many([c.config for c in pending], log=log, load_log=grid.grid_dir / LOADS_FILE)
+            summaries = generate_many([c.config for c in pending], log=log, load_log=grid_dir / LOADS_FILE)
             n_generated = sum(s.n_generated for s in summaries)
         for cell in pending:
             execute(cell.config, log=log)
-    table = write_grid_table(cells, grid.grid_dir / GRID_FILE)
-    write_grid_report(grid.grid_dir, grid.name, table)
-    return GridResult(grid.grid_dir, cells, len(cells) - len(pending), n_generated, time.perf_counter() - start)
+    table = write_grid_table(cells, grid_dir / GRID_FILE)
+    write_grid_report(grid_dir, grid.name, table)
+    return GridResult(grid_dir, cells, len(cells) - len(pending), n_generated, time.perf_counter() - start)
 
 
 def _handle(args: argparse.Namespace) -> int:

@@ -50,12 +50,8 @@ class GridConfig(BaseModel):
 
     @property
     def output_dir(self) -> Path:
+        """The base's output_dir (before `--set` overrides)."""
         return Path(self.base.get("output_dir", RunConfig.model_fields["output_dir"].default))
-
-    @property
-    def grid_dir(self) -> Path:
-        """Where grid.parquet and the grid report go; the cells' runs sit in output_dir."""
-        return self.output_dir / "grids" / self.name
 
     def cells(self, source: str = "grid", overrides: list[str] = ()) -> list[GridCell]:
         """Validated cells in axis order (first axis slowest), duplicates and exclusions dropped.
@@ -169,5 +165,5 @@ def load_grid(path: str | Path, model: type[GridConfig] = GridConfig) -> GridCon
         for item in error.errors():
             key = ".".join(str(p) for p in item["loc"]) or "(top level)"
             kind = {"extra_forbidden": "unknown key", "missing": "missing key"}.get(item["type"])
-            problems.append(f"{kind} '{key}'" if kind else f"'{key}': {item['msg']}")
+            problems.append(f"{kind} '{key}'" if kind else f"'{key}': {item['msg'].removeprefix('Value error, ')}")
         raise ConfigError(f"{path}: " + "; ".join(problems)) from None

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from jobs.cli import main
-from jobs.grid import GRID_FILE, LOADS_FILE, run_grid
+from jobs.grid import GRID_FILE, LOADS_FILE, grid_folder, run_grid
 from jobs.grid_config import GridConfig, load_grid
 from pipeline.config import ConfigError
 from pipeline.schema import GENERATIONS_DIR, generation_files, read_generations
@@ -76,10 +76,11 @@ def test_grid_loads_the_model_once_skips_finished_cells_and_resumes(local_ray, s
     assert "12 samples generated" in capsys.readouterr().out
 
     grid = load_grid(path)
-    loads = (grid.grid_dir / LOADS_FILE).read_text().splitlines()
+    grid_dir = grid_folder(grid.name, grid.cells())
+    loads = (grid_dir / LOADS_FILE).read_text().splitlines()
     assert len(loads) == 1, "the 4 cells share one model actor"
     assert json.loads(loads[0])["model"] == "llava15"
-    table = pq.read_table(grid.grid_dir / GRID_FILE).to_pylist()
+    table = pq.read_table(grid_dir / GRID_FILE).to_pylist()
     assert [(r["axis:method.alpha"], r["axis:method.beta"]) for r in table] == [
         (0.0, 0.0), (0.0, 0.15), (0.6, 0.0), (0.6, 0.15)
     ]
@@ -89,7 +90,7 @@ def test_grid_loads_the_model_once_skips_finished_cells_and_resumes(local_ray, s
         rows = read_generations(cell.config.run_dir).to_pylist()
         assert len(rows) == 3 and all(len(r["saliency"]) == r["n_generated"] for r in rows)
         assert {r["run_id"] for r in rows} == {cell.config.run_id}
-    page = (grid.grid_dir / "grid.html").read_text()
+    page = (grid_dir / "grid.html").read_text()
     assert page.count('src="data:image/png;base64,') >= 3  # heatmap, trade-off, saliency bins
 
     again = run_grid(grid, log=lambda _: None)
@@ -105,4 +106,4 @@ def test_grid_loads_the_model_once_skips_finished_cells_and_resumes(local_ray, s
     resumed = run_grid(grid, log=lambda _: None)
     assert (resumed.n_skipped, resumed.n_generated) == (3, 2)
     assert read_generations(run_dir).num_rows == 3
-    assert len((grid.grid_dir / LOADS_FILE).read_text().splitlines()) == 2  # one load for the resume
+    assert len((grid_dir / LOADS_FILE).read_text().splitlines()) == 2  # one load for the resume
