@@ -28,14 +28,20 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ScoringError: malformed JSON (with its line number) or a record that is not an object.
+        ScoringError: text that is not UTF-8 or malformed JSON (with its line number), or a
+            record that is not an object.
     """
     from eval.api import ScoringError
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ScoringError(f"{path}:{line}: not UTF-8 text (byte {data[error.start]:#04x})") from None
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)

@@ -38,9 +38,14 @@ def _chair(args: argparse.Namespace) -> int:
 
 
 def _pope(args: argparse.Namespace) -> int:
+    from eval.api import ScoringError
     from eval.metrics.pope import read_answers, read_labels, score_answers
 
-    result = score_answers(read_labels(args.questions), read_answers(args.answers))
+    labels, answers = read_labels(args.questions), read_answers(args.answers)
+    try:
+        result = score_answers(labels, answers)
+    except ScoringError as error:  # an answer the questions do not match: name the answers file
+        raise ScoringError(f"{args.answers}: {error}") from None
     _table(result, ["accuracy", "precision", "recall", "f1", "yes_ratio", "tp", "fp", "tn", "fn", "n"])
     write_result(result, args.out)
     return 0

@@ -213,7 +213,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__}: {error})") from None
+        where = " ".join(str(error).split())  # YAML's message spans lines; the CLI prints one
+        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__}: {where})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections at the top level")
     return build_config(data, overrides, source=str(path))

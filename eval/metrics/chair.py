@@ -244,6 +244,8 @@ def read_captions(path: str | Path) -> list[tuple[int, str]]:
         place = f"{path}: record {index + 1}"
         require(record, ("image_id", "caption"), place)
         pairs.append((_image_id(record["image_id"], place), str(record["caption"])))
+    if not pairs:
+        raise ScoringError(f"{path}: the file holds no captions")
     return pairs
 
 

@@ -60,13 +60,18 @@ class Line:
 def read_jsonl(path: Path, what: str, hint: str) -> Iterator[Line]:
     """Yields every non-blank line of a JSONL file, parsed, in file order.
 
-    A line that is not a JSON object is yielded with `error` set instead of raising, so the
-    reader can turn it into an error Sample rather than lose it.
+    A line that is not UTF-8 or not a JSON object is yielded with `error` set instead of
+    raising, so the reader can turn it into an error Sample rather than lose it.
     """
     require(path, what, hint)
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
+    with path.open("rb") as handle:  # decoded line by line: one bad byte costs only its line
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                yield Line(number, None, f"line {number}: not UTF-8 text (byte {raw[error.start]:#04x})")
                 continue
             try:
                 value = json.loads(text)
