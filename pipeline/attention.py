@@ -134,9 +134,11 @@ def _scores(module, query, key, attention_mask, scaling) -> torch.Tensor:
     (float64 stays float64, so the tests can compare to 1e-10)."""
     scale = scaling if scaling is not None else module.head_dim**-0.5
     scores = _grouped(query, key).to(torch.promote_types(query.dtype, torch.float32)) * scale
+    q_len, k_len = scores.shape[-2:]
+    if attention_mask is None and q_len == 1:
+        return scores  # a single query without padding sees every key
     if attention_mask is None:
         # SDPA's mask may be skipped for pure causal attention; rebuild it (bottom-right aligned).
-        q_len, k_len = scores.shape[-2:]
         attention_mask = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril(k_len - q_len)
     if attention_mask.dtype == torch.bool:
         return scores.masked_fill(~attention_mask, float("-inf"))
