@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eval.api import METRICS
 from eval.html.page import figure_data_uri, fmt, img, markdown_table, new_figure, render_page
 
 _COLUMNS = ("run_id", "metric", "score", "old", "new", "diff", "ci_low", "ci_high", "tolerance", "regressed")
@@ -22,7 +23,7 @@ def history_uri(ledger: list[dict[str, Any]], metric: str, score: str) -> str | 
     for row in ledger:
         value = json.loads(row["scores"]).get(score) if row["metric"] == metric else None
         if isinstance(value, (int, float)):
-            night = f"{row['date'][:10]} {(row['git_commit'] or '')[:7]}"
+            night = f"{row['date'][:16]} {(row['git_commit'] or '')[:7]}"
             series.setdefault(f"{row['model']}/{row['method']}/{row['benchmark']}", []).append((night, value))
     if sum(len(points) for points in series.values()) < 2:
         return None
@@ -60,14 +61,16 @@ def write_nightly_report(folder: Path, name: str, comparisons: list[dict[str, An
     (folder / "nightly.md").write_text("\n".join(
         [f"# halleval nightly `{name}`", "", verdict, ""] + markdown_table(comparisons, _COLUMNS)) + "\n")
     plots = []
-    for metric, score in dict.fromkeys((c["metric"], c["score"]) for c in comparisons):
+    # every directed score the ledger holds, in ledger order
+    scores = {(row["metric"], score): None for row in ledger for score in METRICS.get(row["metric"]).higher_is_better}
+    for metric, score in scores:
         uri = history_uri(ledger, metric, score)
         if uri:
             plots.append(img(uri, f"{metric}.{score} over time"))
     sections = [
         ("Verdict", f'<p class="{"bad" if regressed else ""}">{html.escape(verdict)}</p>'),
         ("Scores against the baseline", _comparison_table(comparisons) if comparisons
-         else '<p class="muted">No baseline yet; run with --update-baseline.</p>'),
+         else '<p class="muted">No comparisons: no baseline yet (run with --update-baseline), or a ledger-only report.</p>'),
         ("Scores over time", "".join(plots) or '<p class="muted">One night recorded so far.</p>'),
     ]
     path = folder / "nightly.html"
