@@ -107,3 +107,15 @@ def test_grid_loads_the_model_once_skips_finished_cells_and_resumes(local_ray, s
     assert (resumed.n_skipped, resumed.n_generated) == (3, 2)
     assert read_generations(run_dir).num_rows == 3
     assert len((grid_dir / LOADS_FILE).read_text().splitlines()) == 2  # one load for the resume
+
+
+@pytest.mark.parametrize(
+    "path", sorted([*(REPO / "configs/grids").rglob("*.yaml"), *(REPO / "configs/suites").rglob("*.yaml")]),
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_every_shipped_grid_and_suite_expands_to_valid_cells(path: Path):
+    from jobs.suite_config import SuiteConfig
+
+    kind = SuiteConfig if "suites" in path.parts else GridConfig
+    cells = load_grid(path, kind).cells(str(path))
+    assert cells and len({c.config.run_id for c in cells}) == len(cells)
