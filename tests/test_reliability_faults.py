@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
+import psutil  # Ray's bundled copy: conftest imports ray, which puts it on sys.path
 import pytest
 import yaml
 
