@@ -15,7 +15,15 @@ from typing import Any
 
 import yaml
 
-from eval.html.page import figure_data_uri, fmt, html_table, img, markdown_table, new_figure, render_page
+from eval.html.page import (
+    figure_data_uri,
+    fmt,
+    html_table,
+    img,
+    markdown_table,
+    new_figure,
+    render_page,
+)
 from eval.metrics.saliency_bins import object_tokens, score_saliency_bins
 from eval.scoring import load_scores
 from pipeline.schema import read_generations
@@ -139,9 +147,11 @@ def _examples_section(run_dir: Path, scores: dict[str, Any]) -> str:
     chair = scores["metrics"].get("chair")
     captions = {item["image_id"]: item for item in chair["per_caption"]} if chair else {}
     top = max((max(r["saliency"]) for r in rows if r["saliency"]), default=0.0)
-    parts = ['<p class="legend"><span class="tok obj-ok">object in the image</span>'
-             '<span class="tok obj-hall">hallucinated object</span>'
-             '<span class="tok" style="background: rgba(33,102,172,0.6)">high saliency</span></p>']
+    parts = [(
+        '<p class="legend"><span class="tok obj-ok">object in the image</span>'
+        '<span class="tok obj-hall">hallucinated object</span>'
+        '<span class="tok" style="background: rgba(33,102,172,0.6)">high saliency</span></p>'
+    )]
     for row in rows:
         caption = captions.get(json.loads(row["metadata"] or "{}").get("image_id"), {})
         marks: dict[int, bool] = {}

@@ -22,6 +22,7 @@ from jobs.cli import main
 from jobs.run import execute
 from pipeline.config import build_config
 
+
 async def _inspect(port: int, url: str) -> dict:
     async with aiohttp.ClientSession() as session:
         async with session.put(f"http://127.0.0.1:{port}/json/new?about:blank") as response:

@@ -10,12 +10,20 @@ Plots, each drawn only when the grid has the cells for it:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from eval.html.page import figure_data_uri, html_table, img, markdown_table, new_figure, render_page
+from eval.html.page import (
+    figure_data_uri,
+    html_table,
+    img,
+    markdown_table,
+    new_figure,
+    render_page,
+)
 from eval.metrics.saliency_bins import score_saliency_bins
 from eval.report import benchmark_root, saliency_bins_uri
 
@@ -49,7 +57,7 @@ def heatmap_uri(rows: list[dict[str, Any]], column: str, title: str) -> str | No
         image = axis.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
-                if value == value:  # not NaN
+                if not math.isnan(value):
                     axis.text(j, i, f"{value:.3f}", ha="center", va="center", color="white", fontsize=8)
         axis.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
         axis.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])

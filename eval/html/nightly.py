@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from eval.api import METRICS
-from eval.html.page import figure_data_uri, fmt, img, markdown_table, new_figure, render_page
+from eval.html.page import (
+    figure_data_uri,
+    fmt,
+    img,
+    markdown_table,
+    new_figure,
+    render_page,
+)
 
 _COLUMNS = ("run_id", "metric", "score", "old", "new", "diff", "ci_low", "ci_high", "tolerance", "regressed")
 
