@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import ray
+import torch
 
 from pipeline.config import build_config
 from pipeline.inference import InferenceStage
@@ -40,10 +41,12 @@ def main() -> None:
             "output_dir": str(Path(tmp) / "runs"),
         })
         samples, version = load_samples(config)
-        rows = [s.to_row() for s in samples]
+        rows = [{**s.to_row(), "run_id": config.run_id} for s in samples]
 
+        # Ray gives a 1-CPU actor OMP_NUM_THREADS=1; the loop gets the same, or it compares threads.
+        torch.set_num_threads(1)
         start = time.perf_counter()
-        stage = InferenceStage(config.model_dump_json(), version)
+        stage = InferenceStage(cells=[(config.model_dump_json(), version)])
         for first in range(0, len(rows), args.batch_size):
             stage(pa.Table.from_pylist(rows[first:first + args.batch_size]))
         loop_s = time.perf_counter() - start

@@ -84,11 +84,19 @@ def _videogen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_benchmark_root(run_dir: Path) -> str:
+    """The benchmark folder a run was generated from, as its config.yaml records it."""
+    from pipeline.config import load_config
+
+    return load_config(run_dir / "config.yaml").benchmark.root
+
+
 def _saliency_bins(args: argparse.Namespace) -> int:
     from eval.metrics.saliency_bins import score_saliency_bins
 
     bins = tuple(float(edge) for edge in args.bins.split(","))
-    result = score_saliency_bins(args.run, args.coco_annotations, bins, args.tagger)
+    annotations = args.coco_annotations or _run_benchmark_root(Path(args.run))
+    result = score_saliency_bins(args.run, annotations, bins, args.tagger)
     for b in result["bins"]:
         print(f"[{b['lo']:g}, {b['hi']:g})  tokens={b['tokens']:<6} hallucinated={b['hallucinated']:<6} rate={b['rate']}",
               file=sys.stderr)
@@ -131,6 +139,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     bins = command("saliency-bins", _saliency_bins, "hallucination rate of object tokens per saliency bin")
     bins.add_argument("--run", required=True, help="a run folder (with generations/)")
-    bins.add_argument("--coco-annotations", required=True, help="folder with the COCO annotation JSONs")
+    bins.add_argument("--coco-annotations", help="folder with the COCO annotation JSONs "
+                      "(default: the benchmark root recorded in the run's config.yaml)")
     bins.add_argument("--bins", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0", help="increasing bin edges")
     bins.add_argument("--tagger", default="auto", choices=TAGGER_CHOICES, help="POS tagger for CHAIR")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.api import BenchmarkError
-from pipeline.config import build_config
+from jobs.cli import main
+from pipeline.config import build_config, write_config
 from pipeline.run import generate
 from pipeline.schema import GENERATION_SCHEMA, generation_files, read_generations
 
@@ -84,3 +86,24 @@ def test_missing_benchmark_folder_is_a_clear_error(local_ray, tmp_path):
     config = _config(tmp_path / "no-such-coco", tmp_path / "out")
     with pytest.raises(BenchmarkError, match="no-such-coco"):
         generate(config, log=lambda _: None)
+
+
+def test_sgrs_run_records_saliency_that_saliency_bins_scores(local_ray, synth, tmp_path):
+    config = _config(synth.coco_root, tmp_path, "method.name=sgrs", "benchmark.limit=4")
+    generate(config, log=lambda _: None)
+    write_config(config, config.run_dir / "config.yaml")
+    rows = read_generations(config.run_dir).to_pylist()
+    assert len(rows) == 4
+    for row in rows:
+        n = row["n_generated"]
+        assert len(row["saliency"]) == len(row["tau"]) == len(row["rejections"]) == len(row["fallback"]) == n
+        assert row["tau"][0] == 0.0  # empty history at the first step
+        assert row["total_rejections"] == sum(row["rejections"])
+        assert any(s > 0 for s in row["saliency"])
+
+    out = tmp_path / "bins.json"
+    # No --coco-annotations: the benchmark root comes from the run's config.yaml.
+    assert main(["score", "saliency-bins", "--run", str(config.run_dir), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert sum(b["tokens"] for b in result["bins"]) == result["n_object_tokens"] > 0
+    assert (config.run_dir / "saliency_bins.png").is_file()
