@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.api import BenchmarkError
 from jobs.cli import main
+from pipeline.api import BenchmarkError
 from pipeline.config import build_config, write_config
 from pipeline.run import generate
 from pipeline.schema import GENERATION_SCHEMA, generation_files, read_generations
