@@ -18,21 +18,20 @@ import logging
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ray  # noqa: E402
+import ray  # first: it puts its bundled psutil (ray/thirdparty_files) on sys.path
 
-from jobs.run import ray_session  # noqa: E402
-from pipeline.config import build_config  # noqa: E402
-from pipeline.manifest import scan_generations  # noqa: E402
-from pipeline.run import generate  # noqa: E402
-from pipeline.synth import write_synthetic  # noqa: E402
+# isort: split
+import psutil
 
-# After the Ray imports: psutil comes with Ray (ray/thirdparty_files), which puts it on sys.path.
-import psutil  # noqa: E402
+from jobs.run import ray_session
+from pipeline.config import build_config
+from pipeline.manifest import scan_generations
+from pipeline.run import generate
+from pipeline.synth import write_synthetic
 
 MIB = 1024 * 1024
 

@@ -7,9 +7,11 @@ the doubling backoff between attempts.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -19,7 +21,7 @@ from eval.judges import JudgeCache, judge_all, openai_judge
 class _BrokenServer(BaseHTTPRequestHandler):
     """Hangs on /hang/..., answers 500 on /fail/...; records when each request arrived."""
 
-    arrivals: list[float] = []
+    arrivals: ClassVar[list[float]] = []
 
     def do_POST(self):
         self.arrivals.append(time.monotonic())
@@ -52,7 +54,7 @@ def test_a_judge_that_never_answers_is_retried_with_backoff_then_unjudged(server
     assert judged == {} and reason in unjudged["q1"]
     arrivals = _BrokenServer.arrivals
     assert len(arrivals) == 3  # the first try and exactly `retries` more
-    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     # Backoff 0.2 s then 0.4 s (plus the 0.3 s timeout when hanging): it doubles.
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[1] - gaps[0] >= 0.15, gaps
     assert not (tmp_path / "cache.jsonl").exists()  # a failure is never cached as a judgement
