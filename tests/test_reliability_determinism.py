@@ -41,6 +41,7 @@ def test_text_and_saliency_do_not_depend_on_actors_or_batch_size(local_ray, synt
         assert row["error"] is None and other["error"] is None
         assert (row["output_text"], row["token_ids"]) == (other["output_text"], other["token_ids"]), sample_id
         assert row["saliency"] is not None and len(row["saliency"]) == row["n_generated"]
+        assert any(row["saliency"]), f"{sample_id}: all-zero saliency would make the comparison empty"
         np.testing.assert_allclose(row["saliency"], other["saliency"], rtol=1e-4, atol=1e-7, err_msg=sample_id)
         np.testing.assert_allclose(row["logprobs"], other["logprobs"], rtol=1e-4, atol=1e-5, err_msg=sample_id)
     # Sampling is exercised: the samples do not all say the same thing.
