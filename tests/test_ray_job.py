@@ -67,6 +67,12 @@ def ray_cluster(tmp_path):
             str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
             f"--port={_free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
             "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
+            # Another Ray of the test session holds the default agent ports; without its own,
+            # this node's job agent never starts and every submission is refused.
+            *(f"--{name}={_free_port()}" for name in (
+                "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+                "metrics-export-port", "ray-client-server-port",
+            )),
         ],
         env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "ray-head.log", "w"),
         start_new_session=True,
@@ -99,7 +105,7 @@ def test_ray_job_submit_runs_generates_and_scores(ray_cluster, synth, tmp_path):
         str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", str(REPO_ROOT),
         "--", "halleval", "run", str(config_path),
     ]
-    for _ in range(30):
+    for _ in range(20):
         result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=400)
         # The dashboard answers before the node's job agent registers; such a submission is
         # refused outright (no job is created), so submitting again is safe.
