@@ -44,7 +44,7 @@ class Sample:
         return row
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Sample":
+    def from_row(cls, row: dict[str, Any]) -> Sample:
         values = {name: row.get(name) for name in cls.__dataclass_fields__}
         values["metadata"] = json.loads(row.get("metadata") or "{}")
         return cls(**values)
@@ -58,7 +58,7 @@ class Benchmark(Protocol):
     modality: Modality
     metrics: tuple[str, ...]  # names in eval's METRICS registry that score this benchmark
 
-    def samples(self, config: "BenchmarkConfig", seed: int) -> Iterator[Sample]:
+    def samples(self, config: BenchmarkConfig, seed: int) -> Iterator[Sample]:
         """Yields every sample, in a stable order; raises BenchmarkError for a missing file."""
         ...
 
@@ -71,7 +71,7 @@ class BenchmarkError(ValueError):
 class Visual:
     """Decoded pixels for one sample: one image, or the sampled frames of a video."""
 
-    images: list["Image.Image"]
+    images: list[Image.Image]
     modality: Modality
 
 
@@ -82,7 +82,7 @@ class LoadedModel:
     model: Any  # transformers PreTrainedModel
     processor: Any
     tokenizer: Any
-    adapter: "ModelAdapter"
+    adapter: ModelAdapter
     device: str = "cpu"
 
     @property
@@ -102,13 +102,13 @@ class ModelAdapter(Protocol):
     default_locore_layers: tuple[int, int]  # [l0, l1], inclusive
     default_locore_beta: float
 
-    def load(self, checkpoint: str, dtype: "torch.dtype", device: str) -> LoadedModel:
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
         """Loads a local folder or hub id; checkpoint 'tiny' builds a small random model offline."""
         ...
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-    ) -> dict[str, "torch.Tensor"]:
+    ) -> dict[str, torch.Tensor]:
         """Applies the chat template and processor to a batch, left-padded, on loaded.device."""
         ...
 
@@ -134,17 +134,17 @@ class Generation:
 class DecodingMethod(Protocol):
     """A registered decoding method; `params` is the run's validated MethodConfig."""
 
-    def prepare(self, loaded: LoadedModel, params: "MethodConfig") -> None:
+    def prepare(self, loaded: LoadedModel, params: MethodConfig) -> None:
         """Called once after the model loads (e.g. to install an attention implementation)."""
         ...
 
     def generate(
         self,
         loaded: LoadedModel,
-        inputs: dict[str, "torch.Tensor"],
-        params: "MethodConfig",
+        inputs: dict[str, torch.Tensor],
+        params: MethodConfig,
         max_new_tokens: int,
-        generators: list["torch.Generator"],
+        generators: list[torch.Generator],
     ) -> list[Generation]:
         """Decodes a left-padded batch; generators[i] is sample i's own seeded generator."""
         ...

@@ -130,7 +130,7 @@ class RunConfig(_Strict):
     output_dir: str = Field("runs", description="Runs are written to <output_dir>/<run_id>/.")
 
     @model_validator(mode="after")
-    def _sgrs_candidates_fit(self) -> "RunConfig":
+    def _sgrs_candidates_fit(self) -> RunConfig:
         if self.method.max_rejections > self.method.top_k:
             raise ValueError(
                 f"method.max_rejections ({self.method.max_rejections}) exceeds method.top_k "
