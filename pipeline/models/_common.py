@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import torch
 import transformers
-from transformers import BatchFeature
+from transformers import AutoProcessor, BatchFeature
 from transformers.video_processing_utils import VideoProcessorMixin
 
 from pipeline.api import LoadedModel, ModelAdapter, Visual
@@ -58,6 +58,58 @@ def finish_load(adapter: ModelAdapter, model: Any, processor: Any, dtype: torch.
     processor.tokenizer.padding_side = "left"
     model = model.to(device=device, dtype=dtype).eval()
     return LoadedModel(model=model, processor=processor, tokenizer=processor.tokenizer, adapter=adapter, device=device)
+
+
+def load_model(
+    adapter: ModelAdapter,
+    checkpoint: str,
+    dtype: torch.dtype,
+    device: str,
+    model_class: Any,
+    build_tiny: Callable[[], tuple[Any, Any]],
+) -> LoadedModel:
+    """'tiny' builds the adapter's random model offline; anything else is a folder or hub id.
+
+    Args:
+        adapter: the adapter being loaded (its name goes into load errors).
+        checkpoint: "tiny", a local checkpoint folder or a hub id.
+        dtype: weights dtype.
+        device: where the model runs.
+        model_class: the transformers class, e.g. LlavaForConditionalGeneration.
+        build_tiny: builds (model, processor) of the tiny random variant.
+    """
+    if checkpoint == "tiny":
+        model, processor = build_tiny()
+    else:
+        model, processor = load_pretrained(adapter.name, checkpoint, lambda: (
+            model_class.from_pretrained(checkpoint, dtype=dtype), AutoProcessor.from_pretrained(checkpoint),
+        ))
+    return finish_load(adapter, model, processor, dtype, device)
+
+
+def chat_template_image_inputs(
+    loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
+) -> dict[str, torch.Tensor]:
+    """One image per prompt, placed by the checkpoint's own chat template (Qwen-VL, InternVL)."""
+    texts = []
+    for prompt in prompts:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        texts.append(loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    batch = loaded.processor(
+        images=[visual.images[0] for visual in visuals], text=texts, padding=True, return_tensors="pt"
+    )
+    return to_model(batch, loaded)
+
+
+def fixed_template_video_inputs(
+    loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual], template: str
+) -> dict[str, torch.Tensor]:
+    """Each sample's frames with its prompt in a fixed conversation `template` ("{prompt}")."""
+    batch = loaded.processor(
+        videos=frames_of(visuals), text=[template.format(prompt=p) for p in prompts],
+        padding=True, return_tensors="pt",
+    )
+    return to_model(batch, loaded)
 
 
 def to_model(batch: BatchFeature | dict[str, Any], loaded: LoadedModel) -> dict[str, torch.Tensor]:

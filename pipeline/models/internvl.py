@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 from transformers import (
-    AutoProcessor,
     GotOcr2ImageProcessorPil,
     InternVLConfig,
     InternVLForConditionalGeneration,
@@ -36,9 +35,8 @@ from pipeline.api import LoadedModel, Visual
 from pipeline.models import MODELS
 from pipeline.models._common import (
     FrameVideoProcessor,
-    finish_load,
-    load_pretrained,
-    to_model,
+    chat_template_image_inputs,
+    load_model,
 )
 from pipeline.models.tiny import (
     chatml_template,
@@ -92,28 +90,12 @@ class InternVLAdapter:
     default_locore_beta = 0.15
 
     def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        if checkpoint == "tiny":
-            model, processor = tiny_internvl()
-        else:
-            model, processor = load_pretrained(self.name, checkpoint, lambda: (
-                InternVLForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype),
-                AutoProcessor.from_pretrained(checkpoint),
-            ))
-        return finish_load(self, model, processor, dtype, device)
-
-    def prompt_text(self, loaded: LoadedModel, prompt: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        return loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return load_model(self, checkpoint, dtype, device, InternVLForConditionalGeneration, tiny_internvl)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
     ) -> dict[str, torch.Tensor]:
-        batch = loaded.processor(
-            images=[visual.images[0] for visual in visuals],
-            text=[self.prompt_text(loaded, p) for p in prompts],
-            padding=True, return_tensors="pt",
-        )
-        return to_model(batch, loaded)
+        return chat_template_image_inputs(loaded, prompts, visuals)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         # <img> and </img> enclose each tile's features, so they belong to the image span.

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import torch
 from transformers import (
-    AutoProcessor,
     CLIPImageProcessorPil,
     CLIPVisionConfig,
     LlamaConfig,
@@ -22,7 +21,7 @@ from transformers import (
 
 from pipeline.api import LoadedModel, Visual
 from pipeline.models import MODELS
-from pipeline.models._common import load_pretrained
+from pipeline.models._common import load_model, to_model
 from pipeline.models.tiny import seeded_init, tiny_tokenizer
 
 SYSTEM_PROMPT = (
@@ -30,6 +29,7 @@ SYSTEM_PROMPT = (
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
 )
 IMAGE_TOKEN = "<image>"
+PROMPT_TEMPLATE = f"{SYSTEM_PROMPT} USER: {IMAGE_TOKEN}\n{{prompt}} ASSISTANT:"
 
 
 def tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
@@ -70,30 +70,17 @@ class Llava15Adapter:
     default_locore_beta = 0.15
 
     def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        if checkpoint == "tiny":
-            model, processor = tiny_llava()
-            model = model.to(dtype)
-        else:
-            model, processor = load_pretrained(self.name, checkpoint, lambda: (
-                LlavaForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype),
-                AutoProcessor.from_pretrained(checkpoint),
-            ))
-        processor.tokenizer.padding_side = "left"
-        model = model.to(device).eval()
-        return LoadedModel(model=model, processor=processor, tokenizer=processor.tokenizer, adapter=self, device=device)
-
-    def prompt_text(self, prompt: str) -> str:
-        return f"{SYSTEM_PROMPT} USER: {IMAGE_TOKEN}\n{prompt} ASSISTANT:"
+        return load_model(self, checkpoint, dtype, device, LlavaForConditionalGeneration, tiny_llava)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
     ) -> dict[str, torch.Tensor]:
-        images = [visual.images[0] for visual in visuals]
         batch = loaded.processor(
-            images=images, text=[self.prompt_text(p) for p in prompts], padding=True, return_tensors="pt"
+            images=[visual.images[0] for visual in visuals],
+            text=[PROMPT_TEMPLATE.format(prompt=p) for p in prompts],
+            padding=True, return_tensors="pt",
         )
-        batch["pixel_values"] = batch["pixel_values"].to(loaded.model.dtype)
-        return {k: v.to(loaded.device) for k, v in batch.items()}
+        return to_model(batch, loaded)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         return {loaded.model.config.image_token_id}

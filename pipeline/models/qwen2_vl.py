@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 from transformers import (
-    AutoProcessor,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
@@ -45,9 +44,8 @@ from pipeline.api import LoadedModel, Visual
 from pipeline.models import MODELS
 from pipeline.models._common import (
     FrameVideoProcessor,
-    finish_load,
-    load_pretrained,
-    to_model,
+    chat_template_image_inputs,
+    load_model,
 )
 from pipeline.models.tiny import (
     TEXT_SIZES,
@@ -109,27 +107,14 @@ class _QwenVLAdapter:
     default_locore_beta = 0.20  # the paper's value for Qwen2-VL
 
     def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        if checkpoint == "tiny":
-            model, processor = tiny_qwen(self.model_class, *self.tiny_classes)
-        else:
-            model, processor = load_pretrained(self.name, checkpoint, lambda: (
-                self.model_class.from_pretrained(checkpoint, dtype=dtype), AutoProcessor.from_pretrained(checkpoint)
-            ))
-        return finish_load(self, model, processor, dtype, device)
-
-    def prompt_text(self, loaded: LoadedModel, prompt: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        return loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return load_model(
+            self, checkpoint, dtype, device, self.model_class, lambda: tiny_qwen(self.model_class, *self.tiny_classes)
+        )
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
     ) -> dict[str, torch.Tensor]:
-        batch = loaded.processor(
-            images=[visual.images[0] for visual in visuals],
-            text=[self.prompt_text(loaded, p) for p in prompts],
-            padding=True, return_tensors="pt",
-        )
-        return to_model(batch, loaded)
+        return chat_template_image_inputs(loaded, prompts, visuals)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         config = loaded.model.config

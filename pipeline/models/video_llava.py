@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 import torch
 from transformers import (
-    AutoProcessor,
     LlamaConfig,
     VideoLlavaConfig,
     VideoLlavaForConditionalGeneration,
@@ -28,10 +27,8 @@ from pipeline.api import LoadedModel, Visual
 from pipeline.models import MODELS
 from pipeline.models._common import (
     FrameVideoProcessor,
-    finish_load,
-    frames_of,
-    load_pretrained,
-    to_model,
+    fixed_template_video_inputs,
+    load_model,
 )
 from pipeline.models.tiny import (
     seeded_init,
@@ -43,6 +40,7 @@ from pipeline.models.tiny import (
 
 IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<video>"
+PROMPT_TEMPLATE = f"USER: {VIDEO_TOKEN}\n{{prompt}} ASSISTANT:"  # the model card's conversation
 
 
 def tiny_video_llava() -> tuple[VideoLlavaForConditionalGeneration, VideoLlavaProcessor]:
@@ -74,25 +72,12 @@ class VideoLlavaAdapter:
     default_locore_beta = 0.15
 
     def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        if checkpoint == "tiny":
-            model, processor = tiny_video_llava()
-        else:
-            model, processor = load_pretrained(self.name, checkpoint, lambda: (
-                VideoLlavaForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype),
-                AutoProcessor.from_pretrained(checkpoint),
-            ))
-        return finish_load(self, model, processor, dtype, device)
-
-    def prompt_text(self, prompt: str) -> str:
-        return f"USER: {VIDEO_TOKEN}\n{prompt} ASSISTANT:"
+        return load_model(self, checkpoint, dtype, device, VideoLlavaForConditionalGeneration, tiny_video_llava)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
     ) -> dict[str, torch.Tensor]:
-        batch = loaded.processor(
-            videos=frames_of(visuals), text=[self.prompt_text(p) for p in prompts], padding=True, return_tensors="pt"
-        )
-        return to_model(batch, loaded)
+        return fixed_template_video_inputs(loaded, prompts, visuals, PROMPT_TEMPLATE)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         return {loaded.model.config.image_token_id, loaded.model.config.video_token_id}
