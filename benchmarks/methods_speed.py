@@ -2,10 +2,18 @@
 
 Same model, same prompt, 64 new tokens (EOS masked so every run decodes all of them), batch 1
 and 8. A step's time is (time for 64 tokens - time for 1 token) / 63, so prefill is excluded;
-each figure is the best of several interleaved repeats. The naive SGRS step (what the paper's
-code does: a full eager recompute of the sequence and a backward per candidate) is timed over a
-few steps only. Peak memory: the growth of the process's peak RSS during one decode, each mode
-in a fresh subprocess.
+each figure is the best of several interleaved repeats, on two clocks: the process's CPU time
+(`time.process_time`, 1 thread; it does not count time spent waiting for a core, so it is the
+steadier figure on a shared machine) and wall time. `locore (generic LSE)` is the same LocoRE
+with the CPU kernel's LSE switched off (the extra q.K over every key that other devices and
+differentiable forwards use), for comparison. The naive SGRS step (what the paper's code does: a
+full eager recompute of the sequence and a backward per candidate) is timed over a few steps.
+
+Peak memory of a step: torch.profiler with `profile_memory=True` records every CPU allocation
+and free; replaying them between two step markers gives the step's peak of bytes allocated on
+top of what was live when it began (its transient memory: activations, the saliency graph and
+its batched backward, the new cache). Printed with the resident tensors (weights + KV cache) the
+step starts from, so "total" = resident + transient.
 
     python benchmarks/methods_speed.py
 """
@@ -13,14 +21,15 @@ in a fresh subprocess.
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
+import itertools
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
+from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -83,60 +92,103 @@ def modes(loaded, inputs):
     return {
         "plain": lambda: (greedy_select, {}),
         "locore": lambda: (greedy_select, {"locore": locore}),
+        "locore_generic": lambda: (greedy_select, {"locore": locore}),
         "sgrs": lambda: (make_sgrs_select(SGRS), {"saliency_layers": layers}),
         "naive": lambda: (naive_select(loaded, inputs, layers), {}),
     }
 
 
-def run(loaded, inputs, mode, tokens: int) -> float:
+def run(loaded, inputs, mode, tokens: int, select_wrapper=None) -> tuple[float, float]:
+    """One decode of `tokens` tokens: (wall seconds, process CPU seconds)."""
     select, options = modes(loaded, inputs)[mode]()
+    if select_wrapper is not None:
+        select = select_wrapper(select)
     eos = sorted(loaded.eos_token_ids)
     generators = [torch.Generator().manual_seed(i) for i in range(inputs["input_ids"].shape[0])]
-    start = time.perf_counter()
-    decode(loaded, inputs, tokens, generators, without_eos(select, eos), **options)
-    return time.perf_counter() - start
+    kernel = attention._FLASH_CPU
+    if mode == "locore_generic":
+        attention._FLASH_CPU = None  # the generic path: LSE from an extra q.K over every key
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        decode(loaded, inputs, tokens, generators, without_eos(select, eos), **options)
+        return time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        attention._FLASH_CPU = kernel
 
 
-def step_seconds(loaded, inputs, mode, tokens: int) -> float:
-    return (run(loaded, inputs, mode, tokens) - run(loaded, inputs, mode, 1)) / (tokens - 1)
+def step_seconds(loaded, inputs, mode, tokens: int) -> tuple[float, float]:
+    """Decode-step (wall, CPU) seconds, prefill excluded."""
+    long, short = run(loaded, inputs, mode, tokens), run(loaded, inputs, mode, 1)
+    return tuple((a - b) / (tokens - 1) for a, b in zip(long, short))
 
 
-def peak_rss_growth(mode: str, batch: int) -> int:
-    """Run in a fresh process: peak RSS growth (KiB) of one 64-token decode."""
-    loaded, inputs = setup(batch)
-    run(loaded, inputs, mode, 2)  # allocator and lazy state warmed before the baseline
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    run(loaded, inputs, mode, NEW_TOKENS)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+def step_memory(loaded, inputs, mode, tokens: int = 6) -> tuple[int, int]:
+    """(resident bytes at a step's start, peak transient bytes of the step), the latter the max
+    over the whole steps 2..tokens-1 of one decode, from the profiler's allocation events."""
+    resident = []
+
+    def marked(select):
+        def select_marked(state: DecodeState):
+            with record_function("halleval::step"):
+                cache = state.model_kwargs.get("cache", state.model_kwargs.get("past_key_values"))
+                tensors = [t for layer in cache.layers for t in (layer.keys, layer.values)]
+                tensors += list(loaded.model.parameters()) + list(loaded.model.buffers())
+                resident.append(sum(t.numel() * t.element_size() for t in tensors))
+            return select(state)
+
+        return select_marked
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run(loaded, inputs, mode, tokens, marked)
+    events = prof.profiler.kineto_results.events()
+    marks = sorted(e.start_ns() for e in events if e.name() == "halleval::step")
+    allocations = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    peak = 0
+    for begin, end in itertools.pairwise(marks[1:]):  # whole decode steps (a forward + a select)
+        live = 0
+        for at, nbytes in allocations:
+            if begin <= at < end:
+                live += nbytes
+                peak = max(peak, live)
+    return resident[-1], peak
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--memory", nargs=2, metavar=("MODE", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory:
-        print(peak_rss_growth(args.memory[0], int(args.memory[1])))
-        return
     torch.set_num_threads(1)  # steadier timings on a shared machine
+    print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
     for batch in (1, 8):
         loaded, inputs = setup(batch)
-        best = {mode: float("inf") for mode in ("plain", "locore", "sgrs")}
+        timed = ("plain", "locore", "locore_generic", "sgrs")
+        best = {mode: [float("inf"), float("inf")] for mode in timed}
         run(loaded, inputs, "sgrs", 4)  # warm-up
+        run(loaded, inputs, "locore", 4)
         for _ in range(args.repeats):
-            for mode in best:  # interleaved, so load drift hits every mode alike
-                best[mode] = min(best[mode], step_seconds(loaded, inputs, mode, NEW_TOKENS))
+            for mode in timed:  # interleaved, so load drift hits every mode alike
+                for clock, seconds in enumerate(step_seconds(loaded, inputs, mode, NEW_TOKENS)):
+                    best[mode][clock] = min(best[mode][clock], seconds)
         naive = step_seconds(loaded, inputs, "naive", 5)
         plain = best["plain"]
-        print(f"batch {batch}: plain step {plain * 1e3:.2f} ms")
-        print(f"  LocoRE / plain      {best['locore'] / plain:.3f}  (target <= 1.07)")
-        print(f"  SGRS K=5 R=3 / plain {best['sgrs'] / plain:.3f}  (target <= 3.0)")
-        print(f"  naive SGRS / plain  {naive / plain:.1f}")
-        memory = {
-            mode: int(subprocess.run([sys.executable, __file__, "--memory", mode, str(batch)], capture_output=True, text=True, check=True).stdout.split()[-1])
-            for mode in ("plain", "sgrs")
-        }
-        print(f"  peak RSS growth: plain {memory['plain']} KiB, SGRS {memory['sgrs']} KiB, ratio {memory['sgrs'] / max(memory['plain'], 1):.2f}")
+
+        def ratio(mode: str, best=best, plain=plain) -> str:
+            return f"CPU {best[mode][1] / plain[1]:.3f}  wall {best[mode][0] / plain[0]:.3f}"
+
+        print(f"batch {batch}: plain step CPU {plain[1] * 1e3:.2f} ms, wall {plain[0] * 1e3:.2f} ms")
+        print(f"  LocoRE / plain                {ratio('locore')}  (target <= 1.07)")
+        print(f"  LocoRE generic LSE / plain    {ratio('locore_generic')}")
+        print(f"  SGRS K=5 R=3 / plain          {ratio('sgrs')}  (target <= 3.0)")
+        print(f"  naive SGRS / plain            CPU {naive[1] / plain[1]:.1f}  wall {naive[0] / plain[0]:.1f}")
+        memory = {mode: step_memory(loaded, inputs, mode) for mode in ("plain", "locore", "sgrs")}
+        resident = memory["plain"][0]
+        for mode, (_, transient) in memory.items():
+            print(f"  peak memory {mode:6s}: transient {transient / 1024:8.1f} KiB, total {(resident + transient) / 2**20:.3f} MiB")
+        print(
+            f"  peak memory SGRS / plain: transient {memory['sgrs'][1] / memory['plain'][1]:.2f}, "
+            f"total {(resident + memory['sgrs'][1]) / (resident + memory['plain'][1]):.4f} (resident {resident / 2**20:.3f} MiB)"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

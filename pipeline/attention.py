@@ -9,7 +9,11 @@ An active plan (a context variable, set by the decode loop around its forwards) 
 - LocoRE (paper Alg. 2) in layers [l0, l1] on single-query decode forwards: the post-softmax
   weight of each generated token at distance 1..w_s before the query is multiplied by
   gamma = 1 + beta. On the fused path this is `o + beta * sum_{j in window} p_j v_j` with
-  `p_j = exp(q.k_j * scale - LSE)`; the LSE costs one extra q.K over the keys.
+  `p_j = exp(q.k_j * scale - LSE)`. On CPU the row's LSE comes out of the fused kernel itself
+  (`aten._scaled_dot_product_flash_attention_for_cpu`, the kernel SDPA dispatches to there, so
+  the output is bit for bit SDPA's), and only the w_s window logits are computed: four ops per
+  layer. Elsewhere, and when the attention inputs need grad (the kernel's LSE has none), the
+  LSE costs one extra q.K over the keys.
 - saliency capture in the target layers: those layers materialise the query's attention
   probabilities A (after LocoRE, so a LocoRE run is measured through the attention it runs) and
   add a zero leaf `delta` that requires grad, so `d loss / d delta` is the total derivative
@@ -174,6 +178,49 @@ def _fused_locore(module, query, key, value, attention_mask, scaling, window: sl
     return gained
 
 
+# The fused CPU kernel SDPA dispatches to, called directly because it also returns the LSE
+# (the `torch.` binding: a third of the call overhead of `torch.ops.aten.`).
+_FLASH_CPU = getattr(torch, "_scaled_dot_product_flash_attention_for_cpu", None)
+_FAST_DTYPES = (torch.float32, torch.float64)
+
+
+def _fast_locore(query, key, value, attention_mask, scale: float, window: slice, locore: Locore) -> torch.Tensor:
+    """LocoRE on one decode query with the LSE taken from the CPU flash kernel: [B, 1, H, D].
+
+    Mirrors `sdpa_attention_forward`'s choices for a single query (GQA without repeating K/V:
+    SDPA's `enable_gqa` when there is no mask, else transformers' `pack_gqa`; boolean masks made
+    additive as SDPA does), so the output before the gain is bit for bit SDPA's. Then only the
+    w_s window logits are computed: p = exp(scale * q.K_w - LSE) in one baddbmm and an exp, and
+    o + beta * p @ V_w in one more baddbmm.
+    """
+    batch, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    rows = batch * kv_heads
+    mask = attention_mask
+    kernel_query = query
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+        if groups > 1:  # pack_gqa: a group's heads become the queries of its K/V head
+            kernel_query = query.reshape(batch, kv_heads, groups, dim)
+            if mask.shape[1] != 1:
+                mask = mask.reshape(batch, kv_heads, groups, mask.shape[-1])
+    output, lse = _FLASH_CPU(kernel_query, key, value, 0.0, False, attn_mask=mask, scale=scale)
+    keys = key.shape[2]
+    window_keys = (key.view(rows, keys, dim) if key.is_contiguous() else key.reshape(rows, keys, dim))[:, window]
+    window_values = (value.view(rows, keys, dim) if value.is_contiguous() else value.reshape(rows, keys, dim))[:, window]
+    # scale * q.K_w - LSE: [B*Hkv, groups, w]
+    logits = torch.baddbmm(lse.reshape(rows, groups, 1), query.reshape(rows, groups, dim), window_keys.transpose(1, 2), beta=-1, alpha=scale)
+    if mask is not None:
+        logits = logits.view(batch, kv_heads, groups, -1).add_(mask[..., window]).view(rows, groups, -1)
+    window_probs = logits.exp_()
+    gained = torch.baddbmm(output.view(rows, groups, dim), window_probs, window_values, alpha=locore.beta)
+    if locore.renormalize:
+        gained = gained / window_probs.sum(-1, keepdim=True).mul_(locore.beta).add_(1)
+    return gained.view(batch, 1, heads, dim)  # [B, H, 1, D] and [B, 1, H, D] share a layout
+
+
 def halleval_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -199,6 +246,20 @@ def halleval_attention(
         capture.probs[layer] = probs.detach()
         capture.deltas[layer] = delta
         return _apply_grouped(probs + delta, value).transpose(1, 2).contiguous(), None
+    if (
+        window is not None
+        and _FLASH_CPU is not None
+        and query.device.type == "cpu"
+        and query.dtype in _FAST_DTYPES
+        and not dropout
+        and kwargs.get("position_bias") is None
+        and kwargs.get("softcap") is None
+        and key.shape[-1] == value.shape[-1]
+        # The kernel's LSE carries no gradient; a differentiable forward takes the generic path.
+        and not (torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad))
+    ):
+        scale = scaling if scaling is not None else module.head_dim**-0.5
+        return _fast_locore(query, key, value, attention_mask, scale, window, locore), None
     output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     if window is not None:
         output = _fused_locore(module, query, key, value, attention_mask, scaling, window, locore, output)
