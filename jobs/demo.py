@@ -37,7 +37,7 @@ def run_demo(out: Path, n_images: int, overrides: list[str]) -> list[dict]:
         print_scores(scores)
     print(f"\ndemo finished in {time.perf_counter() - start:.0f}s; outputs under {out}/runs/:")
     for config in configs:
-        print(f"  {config.run_dir}/  generations/*.parquet  scores.json  report.md")
+        print(f"  {config.run_dir}/  generations/*.parquet  scores.json  report.md  report.html  manifest.json")
     return results
 
 
