@@ -7,6 +7,7 @@ run); both end in the same `score_*` function so they give the same numbers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,13 +20,31 @@ class ScoringError(ValueError):
     """An input that cannot be scored; the message names the file or id and the fix."""
 
 
+@dataclass(frozen=True)
+class ScoringContext:
+    """What a metric may need besides a run's rows; plain data, so it travels to Ray tasks.
+
+    Attributes:
+        benchmark_root: the benchmark folder the run was generated from.
+        run_dir: the run folder; metrics keep their own files there (e.g. the judge cache).
+        judge: judge spec for open-ended answers (`exact`, `openai:MODEL[@URL]`, `hf:PATH`,
+            `replay:FILE`).
+        tagger: CHAIR's POS tagger (see docs/metrics.md).
+    """
+
+    benchmark_root: Path
+    run_dir: Path
+    judge: str = "exact"
+    tagger: str = "auto"
+
+
 class Metric(Protocol):
     """A registered metric. `higher_is_better` names each headline score's direction."""
 
     name: str
     higher_is_better: dict[str, bool]
 
-    def score_run(self, generations: pa.Table, benchmark_root: Path) -> dict[str, Any]:
+    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
         """Scores a run's generations (GENERATION_SCHEMA rows) against the benchmark folder.
 
         Rows with `error` set are not scored; they are counted under `n_errors`.

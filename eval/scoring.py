@@ -12,38 +12,35 @@ from typing import Any
 
 import ray
 
-from eval.api import METRICS
+from eval.api import METRICS, ScoringContext
 from pipeline.schema import read_generations
 
 SCORES_FILE = "scores.json"
 
 
-def score_metric(metric_name: str, run_dir: str, benchmark_root: str) -> dict[str, Any]:
+def score_metric(metric_name: str, context: ScoringContext) -> dict[str, Any]:
     """Scores one metric on a run's generations (runs inside a Ray task or in-process)."""
     metric = METRICS.get(metric_name)()
-    return metric.score_run(read_generations(run_dir), Path(benchmark_root))
+    return metric.score_run(read_generations(context.run_dir), context)
 
 
 _score_metric_task = ray.remote(num_cpus=0.25)(score_metric)
 
 
 def score_run(
-    run_dir: Path, benchmark_root: str, metric_names: tuple[str, ...], identity: dict[str, Any]
+    context: ScoringContext, metric_names: tuple[str, ...], identity: dict[str, Any]
 ) -> dict[str, Any]:
     """Scores every metric of a run as parallel Ray tasks and writes `scores.json`.
 
     Args:
-        run_dir: the run folder holding generations/.
-        benchmark_root: the benchmark folder the metrics compare against.
+        context: the run folder (holding generations/), its benchmark folder, judge and tagger.
         metric_names: names in the METRICS registry.
         identity: run_id, config_hash, model, method, benchmark: copied into the output.
     """
     for name in metric_names:
         METRICS.get(name)  # an unknown metric fails here, before any task starts
-    pending = {
-        name: _score_metric_task.remote(name, str(run_dir), str(benchmark_root)) for name in metric_names
-    }
-    generations = read_generations(run_dir, columns=["error", "n_generated"])
+    pending = {name: _score_metric_task.remote(name, context) for name in metric_names}
+    generations = read_generations(context.run_dir, columns=["error", "n_generated"])
     errors = generations.column("error").to_pylist()
     scores = {
         **identity,
@@ -51,7 +48,7 @@ def score_run(
         "n_errors": sum(e is not None for e in errors),
         "metrics": {name: ray.get(ref) for name, ref in pending.items()},
     }
-    (Path(run_dir) / SCORES_FILE).write_text(json.dumps(scores, indent=2, sort_keys=False))
+    (Path(context.run_dir) / SCORES_FILE).write_text(json.dumps(scores, indent=2, sort_keys=False))
     return scores
 
 

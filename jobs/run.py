@@ -23,6 +23,7 @@ from typing import Any
 import ray
 
 from eval.report import write_report
+from eval.api import ScoringContext
 from eval.scoring import score_run
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import RunConfig, load_config, write_config
@@ -103,7 +104,11 @@ def execute(config: RunConfig, log=print) -> dict[str, Any]:
         "benchmark": config.benchmark.name,
         "benchmark_version": benchmark.version,
     }
-    scores = score_run(run_dir, config.benchmark.root, benchmark.metrics, identity)
+    context = ScoringContext(
+        benchmark_root=Path(config.benchmark.root), run_dir=run_dir,
+        judge=config.scoring.judge, tagger=config.scoring.tagger,
+    )
+    scores = score_run(context, benchmark.metrics, identity)
     report = write_report(run_dir)
     # Last, so a manifest exists only for a run whose generations and scores are complete.
     write_manifest(run_dir, config.run_id, summary.n_samples)

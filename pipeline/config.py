@@ -120,12 +120,36 @@ class ResourcesConfig(_Strict):
     cpus_per_actor: float = Field(0.5, gt=0, description="CPUs per actor (fractional is fine).")
 
 
+class ScoringConfig(_Strict):
+    """How a run is scored; changes re-score the run without generating it again."""
+
+    judge: str = Field(
+        "exact",
+        description="Judge of open-ended answers (video QA): exact, openai:MODEL[@BASE_URL], "
+        "hf:PATH or replay:FILE.",
+    )
+    tagger: Literal["auto", "nltk_perceptron", "aptagger"] = Field(
+        "auto", description="CHAIR's POS tagger; auto takes NLTK's own when its data is installed."
+    )
+
+    @field_validator("judge")
+    @classmethod
+    def _known_judge(cls, spec: str) -> str:
+        from eval.judges import JUDGES
+
+        kind = spec.split(":", 1)[0]
+        if kind not in JUDGES:
+            raise ValueError(JUDGES.unknown_message(kind))
+        return spec
+
+
 class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     benchmark: BenchmarkConfig
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     seed: int = Field(0, description="Seeds subsets and per-sample sampling generators.")
     output_dir: str = Field("runs", description="Runs are written to <output_dir>/<run_id>/.")
 
@@ -139,9 +163,10 @@ class RunConfig(_Strict):
         return self
 
     def identity(self) -> dict[str, Any]:
-        """What decides the generated rows: everything but resources, batch size and output dir."""
+        """What decides the generated rows: all but resources, batch size, scoring and output dir."""
         data = self.model_dump(mode="json")
         data.pop("resources")
+        data.pop("scoring")
         data.pop("output_dir")
         data["generation"].pop("batch_size")
         return data

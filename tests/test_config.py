@@ -67,7 +67,9 @@ def test_run_id_is_stable_and_tracks_only_what_changes_outputs():
     reordered = build_config({"seed": 0, "benchmark": {"root": "data/coco", "name": "chair"}})
     assert reordered.run_id == config.run_id
     # Resources, batch size and output folder do not change what is generated.
-    same = build_config(BASE, ["resources.num_actors=4", "generation.batch_size=1", "output_dir=/elsewhere"])
+    same = build_config(
+        BASE, ["resources.num_actors=4", "generation.batch_size=1", "output_dir=/elsewhere", "scoring.judge=exact"]
+    )
     assert same.run_id == config.run_id
     for override in ("method.alpha=0.3", "seed=1", "generation.max_new_tokens=10", "benchmark.limit=5"):
         assert build_config(BASE, [override]).run_id != config.run_id, override
@@ -101,3 +103,12 @@ def test_every_shipped_run_config_loads(path: Path):
     config = load_config(path)
     assert isinstance(config, RunConfig)
     assert yaml.safe_load(path.read_text())["model"]["name"] == config.model.name
+
+
+def test_scoring_settings_are_validated_but_do_not_change_the_run_id():
+    config = build_config(BASE, ["scoring.judge=openai:gpt-3.5-turbo", "scoring.tagger=aptagger"])
+    assert config.run_id == build_config(BASE).run_id  # re-scoring reuses the generations
+    with pytest.raises(ConfigError, match=r"'scoring\.judge': unknown judge 'opneai'; did you mean 'openai'"):
+        build_config(BASE, ["scoring.judge=opneai:gpt-4"])
+    with pytest.raises(ConfigError, match=r"'scoring\.tagger'"):
+        build_config(BASE, ["scoring.tagger=spacy"])

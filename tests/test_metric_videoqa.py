@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from eval.api import METRICS, ScoringContext
 from eval.judges import make_judge, messages, parse_reply, JudgeError
-from eval.metrics.videoqa import read_predictions, score_generation, score_qa
+from eval.metrics.videoqa import JUDGE_CACHE_FILE, read_predictions, score_generation, score_qa
+from pipeline.schema import to_table
 from pipeline.registry import UnknownNameError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
+
+
+REPLAY = FIXTURES / "videoqa_replay.jsonl"
 
 
 def test_replay_judge_applies_reference_rules(tmp_path):
@@ -102,3 +107,21 @@ def test_generation_criteria_with_replay(tmp_path):
                               ("correctness", "detail", "context", "temporal"), backoff_s=0)
     assert {c: v["average_score"] for c, v in result["criteria"].items()} == {
         "correctness": 3, "detail": 2, "context": 4, "temporal": 1}
+
+
+def test_run_path_uses_the_runs_judge_and_caches_in_the_run_folder(tmp_path):
+    items = read_predictions(FIXTURES / "videoqa_predictions.jsonl")
+    rows = [
+        {"run_id": "r", "sample_id": f"v-{item['id']}", "benchmark": "msvd_qa", "model": "m", "method": "greedy",
+         "metadata": json.dumps({"id": item["id"], "question": item["question"], "answer": item["answer"]}),
+         "output_text": item["pred"]}
+        for item in items
+    ]
+    context = ScoringContext(benchmark_root=tmp_path / "benchmark", run_dir=tmp_path, judge=f"replay:{REPLAY}")
+    from_run = METRICS.get("videoqa")().score_run(to_table(rows), context)
+    from_file = score_qa(items, f"replay:{REPLAY}", tmp_path / "file.judged.jsonl")
+    assert {k: from_run[k] for k in ("accuracy", "average_score", "yes", "no", "n")} == {
+        k: from_file[k] for k in ("accuracy", "average_score", "yes", "no", "n")
+    }
+    assert (tmp_path / JUDGE_CACHE_FILE).is_file()
+    assert not (tmp_path / "benchmark").exists()  # nothing is written into the benchmark folder

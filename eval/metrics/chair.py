@@ -39,7 +39,7 @@ import nltk
 import pyarrow as pa
 
 from eval import nlp
-from eval.api import METRICS, ScoringError
+from eval.api import METRICS, ScoringContext, ScoringError
 from eval.io import cache_dir, read_records, require
 from eval.metrics._rows import split_rows
 
@@ -264,6 +264,6 @@ class ChairMetric:
     name = "chair"
     higher_is_better = {"chair_s": False, "chair_i": False, "recall": True}
 
-    def score_run(self, generations: pa.Table, benchmark_root: Path, tagger: str = "auto") -> dict[str, Any]:
+    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
         pairs, n_errors = run_captions(generations)
-        return {**score_captions(pairs, benchmark_root, tagger), "n_errors": n_errors}
+        return {**score_captions(pairs, context.benchmark_root, context.tagger), "n_errors": n_errors}

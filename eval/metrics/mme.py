@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from eval.api import METRICS, ScoringError
+from eval.api import METRICS, ScoringContext, ScoringError
 from eval.metrics._rows import split_rows
 
 EVAL_TYPES = {
@@ -110,7 +110,7 @@ class MmeMetric:
     name = "mme"
     higher_is_better = {"perception": True, "cognition": True, "total": True}
 
-    def score_run(self, generations: pa.Table, benchmark_root: Path) -> dict[str, Any]:
+    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
         rows, failed = split_rows(generations)
         grouped: dict[str, dict[str, list[Item]]] = {}
         for row, meta in rows + failed:

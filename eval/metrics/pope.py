@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from eval.api import METRICS, ScoringError
+from eval.api import METRICS, ScoringContext, ScoringError
 from eval.io import read_records, require
 from eval.metrics._rows import split_rows
 
@@ -104,7 +104,7 @@ class PopeMetric:
     name = "pope"
     higher_is_better = {"accuracy": True, "precision": True, "recall": True, "f1": True}
 
-    def score_run(self, generations: pa.Table, benchmark_root: Path) -> dict[str, Any]:
+    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
         rows, failed = split_rows(generations)
         labels = {meta["question_id"]: meta["label"] for _, meta in rows}
         answers = [(meta["question_id"], row["output_text"] or "") for row, meta in rows]

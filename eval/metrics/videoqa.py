@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from eval.api import METRICS, ScoringError
+from eval.api import METRICS, ScoringContext, ScoringError
 from eval.io import read_records, require
 from eval.judges import JudgeCache, judge_all, make_judge
 from eval.metrics._rows import split_rows
@@ -107,18 +107,18 @@ def run_items(generations: pa.Table) -> tuple[list[dict[str, Any]], int]:
     return items, len(failed)
 
 
+JUDGE_CACHE_FILE = "videoqa.judged.jsonl"
+
+
 @METRICS.register("videoqa")
 class VideoQaMetric:
-    """Video QA over a run; the judge and its cache file are chosen by the caller."""
+    """Video QA over a run, judged by the run's `scoring.judge`; the judged replies are cached
+    in the run folder, so re-scoring a run never asks the judge twice."""
 
     name = "videoqa"
     higher_is_better = {"accuracy": True, "average_score": True}
 
-    def __init__(self, judge: str = "exact", cache: Path | None = None) -> None:
-        self.judge = judge
-        self.cache = cache
-
-    def score_run(self, generations: pa.Table, benchmark_root: Path) -> dict[str, Any]:
+    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
         items, n_errors = run_items(generations)
-        cache = self.cache or Path(benchmark_root) / "videoqa.judged.jsonl"
-        return {**score_qa(items, self.judge, cache), "n_errors": n_errors}
+        cache = Path(context.run_dir) / JUDGE_CACHE_FILE
+        return {**score_qa(items, context.judge, cache), "n_errors": n_errors}
