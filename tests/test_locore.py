@@ -91,3 +91,26 @@ def test_locore_method_uses_adapter_defaults_and_records_saliency(name):
     generated = method.generate(loaded, inputs, params, STEPS, [torch.Generator() for _ in PROMPTS])
     for g in generated:
         assert 0 < len(g.token_ids) <= STEPS and len(g.saliency) == len(g.token_ids)
+
+
+def test_cpu_decode_takes_the_kernel_lse_path_and_matches_the_generic_one(monkeypatch):
+    """The fast path (log-sum-exp from the fused CPU kernel) is what makes LocoRE cost ~1.04x a
+    plain step; a silent fall back to the generic path would only show up in the benchmark."""
+    loaded, inputs = load("llava15", torch.float32)
+    params = MethodConfig(name="locore", beta=0.5)
+    method = METHODS.get("locore")()
+    method.prepare(loaded, params)
+    fast_calls = []
+    real_fast = attention._fast_locore
+    monkeypatch.setattr(attention, "_fast_locore", lambda *a, **k: fast_calls.append(1) or real_fast(*a, **k))
+    fast = method.generate(loaded, inputs, params, STEPS, [torch.Generator() for _ in PROMPTS])
+    layers = params.locore_layers or loaded.adapter.default_locore_layers
+    # Every LocoRE layer of every decode forward but the first: STEPS tokens take STEPS - 1
+    # forwards after prefill, and the first of them has no earlier output to reinforce.
+    assert len(fast_calls) == (STEPS - 2) * (layers[1] - layers[0] + 1)
+
+    monkeypatch.setattr(attention, "_FLASH_CPU", None)  # force the generic extra-q.K path
+    generic = method.generate(loaded, inputs, params, STEPS, [torch.Generator() for _ in PROMPTS])
+    assert [g.token_ids for g in fast] == [g.token_ids for g in generic]
+    for a, b in zip(fast, generic):
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
