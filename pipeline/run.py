@@ -2,15 +2,22 @@
 
 Resumable by construction: each written file is complete or absent (write to a dot-file, then
 rename), and a re-run generates only the samples that no committed file holds yet.
+
+The driver's memory does not grow with the number of samples (beyond a set of ids): each run's
+samples stream from its reader into an on-disk queue, `<run_dir>/.queue/todo.parquet`, in row
+groups of QUEUE_ROWS rows, and the pipeline reads the queue files with `ray.data.read_parquet`.
+The queue is rebuilt on every invocation and removed when the pipeline ends.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +32,12 @@ from pipeline.api import BenchmarkError, Sample
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import RunConfig
 from pipeline.inference import InferenceStage, model_key
-from pipeline.schema import GENERATION_SCHEMA, GENERATIONS_DIR, generation_files, read_generations
+from pipeline.schema import (
+    GENERATION_SCHEMA,
+    GENERATIONS_DIR,
+    generation_files,
+    read_generations,
+)
 
 
 class CommittedParquetSink(Datasink):
@@ -69,18 +81,81 @@ class GenerationSummary:
     seconds: float
 
 
-def load_samples(config: RunConfig) -> tuple[list[Sample], str]:
-    """All samples of the run's benchmark, with unique ids, and the reader's version."""
+QUEUE_DIR = ".queue"  # dot-prefixed: never taken for output (generation_files, globs, syncs)
+QUEUE_ROWS = 4096  # rows per queue write (one Parquet row group): what the driver holds at once
+# Every Sample field is a string (metadata as JSON, see Sample.to_row), plus the row's run id.
+QUEUE_SCHEMA = pa.schema([(name, pa.string()) for name in Sample.__dataclass_fields__] + [("run_id", pa.string())])
+
+
+def iter_samples(config: RunConfig) -> tuple[Iterator[Sample], str]:
+    """The run's samples as they come from the reader, and the reader's version.
+
+    The iterator raises BenchmarkError on a repeated sample id (when it reaches it) and, at its
+    end, when the reader yielded nothing; the reader's own errors surface on the first `next`.
+    """
     benchmark = BENCHMARKS.get(config.benchmark.name)()
-    samples = list(benchmark.samples(config.benchmark, config.seed))
+    return _checked(benchmark.samples(config.benchmark, config.seed), config), benchmark.version
+
+
+def _checked(samples: Iterable[Sample], config: RunConfig) -> Iterator[Sample]:
     seen: set[str] = set()
     for sample in samples:
         if sample.sample_id in seen:
             raise BenchmarkError(f"{config.benchmark.root}: sample id {sample.sample_id!r} appears twice")
         seen.add(sample.sample_id)
-    if not samples:
+        yield sample
+    if not seen:
         raise BenchmarkError(f"{config.benchmark.root}: the {config.benchmark.name} reader found no samples")
-    return samples, benchmark.version
+
+
+def load_samples(config: RunConfig) -> tuple[list[Sample], str]:
+    """All samples of the run's benchmark, with unique ids, and the reader's version."""
+    samples, version = iter_samples(config)
+    return list(samples), version
+
+
+def queue_path(run_dir: Path) -> Path:
+    """The run's queue of samples still to generate (exists only while generate_many runs)."""
+    return run_dir / QUEUE_DIR / "todo.parquet"
+
+
+def write_queue(samples: Iterable[Sample], done: set[str], run_id: str, path: Path) -> tuple[int, int]:
+    """Writes the samples whose ids are not in `done` to a Parquet queue, QUEUE_ROWS at a time.
+
+    A stale queue (left by a killed run) is replaced, never appended to. No file is written
+    when nothing is left to generate.
+
+    Returns:
+        (samples seen, samples queued), the queued ones in reader order.
+    """
+    shutil.rmtree(path.parent, ignore_errors=True)
+    total, queued, chunk = 0, 0, []
+    writer: pq.ParquetWriter | None = None
+    try:
+        for sample in samples:
+            total += 1
+            if sample.sample_id in done:
+                continue
+            chunk.append({**sample.to_row(), "run_id": run_id})
+            if len(chunk) == QUEUE_ROWS:
+                writer = _write_chunk(writer, chunk, path)
+                queued += len(chunk)
+                chunk = []
+        if chunk:
+            writer = _write_chunk(writer, chunk, path)
+            queued += len(chunk)
+    finally:
+        if writer is not None:
+            writer.close()
+    return total, queued
+
+
+def _write_chunk(writer: pq.ParquetWriter | None, rows: list[dict], path: Path) -> pq.ParquetWriter:
+    if writer is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = pq.ParquetWriter(path, QUEUE_SCHEMA)
+    writer.write_table(pa.Table.from_pylist(rows, schema=QUEUE_SCHEMA))
+    return writer
 
 
 def committed_sample_ids(run_dir: Path) -> set[str]:
@@ -119,22 +194,28 @@ def generate_many(
     summaries: list[GenerationSummary | None] = [None] * len(configs)
     for indices in groups.values():
         start = time.perf_counter()
-        rows, cells, folders, counts = [], [], {}, {}
-        for index in indices:
-            config = configs[index]
-            folder = config.run_dir / GENERATIONS_DIR
-            folder.mkdir(parents=True, exist_ok=True)
-            samples, version = load_samples(config)
-            done = committed_sample_ids(config.run_dir)
-            todo = [s for s in samples if s.sample_id not in done]
-            log(f"{config.run_id}: {len(samples)} samples, {len(samples) - len(todo)} already generated, {len(todo)} to go")
-            counts[index] = (len(samples), len(todo))
-            if todo:
-                rows += [{**s.to_row(), "run_id": config.run_id} for s in todo]
-                cells.append((config.model_dump_json(), version))
-                folders[config.run_id] = folder
-        if rows:
-            _run_pipeline([configs[i] for i in indices], rows, cells, folders, load_log)
+        queues, cells, folders, counts = [], [], {}, {}
+        try:
+            for index in indices:
+                config = configs[index]
+                folder = config.run_dir / GENERATIONS_DIR
+                folder.mkdir(parents=True, exist_ok=True)
+                samples, version = iter_samples(config)
+                done = committed_sample_ids(config.run_dir)
+                queue = queue_path(config.run_dir)
+                total, todo = write_queue(samples, done, config.run_id, queue)
+                log(f"{config.run_id}: {total} samples, {total - todo} already generated, {todo} to go")
+                counts[index] = (total, todo)
+                if todo:
+                    queues.append(queue)
+                    cells.append((config.model_dump_json(), version))
+                    folders[config.run_id] = folder
+            if queues:
+                n_rows = sum(todo for _, todo in counts.values())
+                _run_pipeline([configs[i] for i in indices], queues, n_rows, cells, folders, load_log)
+        finally:
+            for index in indices:
+                shutil.rmtree(configs[index].run_dir / QUEUE_DIR, ignore_errors=True)
         seconds = time.perf_counter() - start
         for index in indices:
             total, todo = counts[index]
@@ -146,18 +227,28 @@ def generate_many(
 
 
 def _run_pipeline(
-    configs: list[RunConfig], rows: list[dict], cells: list[tuple[str, str]],
+    configs: list[RunConfig], queues: list[Path], n_rows: int, cells: list[tuple[str, str]],
     folders: dict[str, Path], load_log: Path | None,
 ) -> None:
-    """One model group's dataset -> actor pool -> sink. Rows stay in run order, so most batches
-    hold one run; the smallest batch size and the largest pool asked for by the runs are used
-    (neither changes what is generated)."""
+    """One model group's queue files -> actor pool -> sink. Rows stay in run order, so most
+    batches hold one run; the smallest batch size and the largest pool asked for by the runs are
+    used (neither changes what is generated).
+
+    A Parquet read yields a few large blocks, and an actor takes a block whole, so the read is
+    cut into blocks of a whole number of batches, about as many as `from_items` would make
+    (DataContext.read_op_min_num_blocks): every actor gets work, every batch but the last is
+    full, and the sink writes about as many files as before.
+    """
     resources = configs[0].resources
-    dataset = ray.data.from_items(rows)
+    batch_size = min(c.generation.batch_size for c in configs)
+    n_blocks = ray.data.DataContext.get_current().read_op_min_num_blocks
+    rows_per_block = batch_size * max(1, math.ceil(n_rows / (n_blocks * batch_size)))
+    dataset = ray.data.read_parquet([str(q) for q in queues], schema=QUEUE_SCHEMA, partitioning=None)
+    dataset = dataset.repartition(target_num_rows_per_block=rows_per_block, strict=True)
     dataset = dataset.map_batches(
         InferenceStage,
         fn_constructor_kwargs={"cells": cells, "load_log": str(load_log) if load_log else None},
-        batch_size=min(c.generation.batch_size for c in configs),
+        batch_size=batch_size,
         compute=ActorPoolStrategy(size=max(c.resources.num_actors for c in configs)),
         num_gpus=resources.gpus_per_actor,
         num_cpus=resources.cpus_per_actor,
