@@ -1,5 +1,12 @@
-"""Helpers that every model adapter shares: loading with a clear error, the finished LoadedModel,
-moving a processed batch to the model, and a video processor that needs no torchvision.
+"""Helpers that every model adapter shares.
+
+- Loading: `load_model` builds the tiny model or loads a checkpoint (`load_pretrained`, which
+  turns any failure into one clear line) and finishes it (`finish_load`: left padding, dtype,
+  device, eval mode) into a LoadedModel.
+- Batches: `chat_template_image_inputs` (one image per prompt through the checkpoint's chat
+  template), `fixed_template_video_inputs` (frames with a fixed conversation template) and
+  `to_model` (moves a processed batch to the model's device and dtype).
+- `FrameVideoProcessor`: a video processor that needs no torchvision.
 
 A private module (leading underscore), so the MODELS registry does not import it as a plugin.
 """
@@ -54,7 +61,11 @@ def load_pretrained(adapter_name: str, checkpoint: str, load: Callable[[], T]) -
 
 
 def finish_load(adapter: ModelAdapter, model: Any, processor: Any, dtype: torch.dtype, device: str) -> LoadedModel:
-    """Left-pads the tokenizer (the decode loop appends on the right), casts, moves and freezes."""
+    """Left-pads the tokenizer (the decode loop appends on the right), casts, moves, sets eval mode.
+
+    Weights are frozen by `pipeline.attention.install`, which a method calls in `prepare` when its
+    forwards use the halleval attention; greedy and sample decode under `torch.no_grad`.
+    """
     processor.tokenizer.padding_side = "left"
     model = model.to(device=device, dtype=dtype).eval()
     return LoadedModel(model=model, processor=processor, tokenizer=processor.tokenizer, adapter=adapter, device=device)
