@@ -1,8 +1,11 @@
 """The interfaces of the scoring side.
 
 A `Metric` scores one benchmark family. It has a file path (the reference scorer's own input
-format, used by `halleval score ...`) and a run path (a run's generations Parquet, used after a
-run); both end in the same `score_*` function so they give the same numbers.
+format, used by `halleval score ...`) and a run path (`score_run(generations, context)` on a
+run's generations Parquet, used after a run); both end in the same `score_*` function so they
+give the same numbers. `ScoringContext` carries what the run path needs besides the rows
+(benchmark folder, run folder, judge, tagger) as plain data, so it can travel to a Ray task.
+`ScoringError` is an input that cannot be scored; `METRICS` is the registry.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ class Metric(Protocol):
     def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
         """Scores a run's generations (GENERATION_SCHEMA rows) against the benchmark folder.
 
-        Rows with `error` set are not scored; they are counted under `n_errors`.
+        Rows with `error` set are never dropped silently: each metric counts them under
+        `n_errors` and says how it treats them (CHAIR and video QA leave them out, POPE reports
+        them as unanswered, MME scores them as wrong answers).
         """
         ...
 

@@ -95,7 +95,8 @@ class InferenceStage:
         cells: (RunConfig JSON, benchmark reader version) of every run the actor serves; all
             must share the model key (name, checkpoint, dtype). Plain data, so Ray can ship it.
         load_log: a JSONL file to which each actor appends one line per model load (model,
-            seconds, host, pid), so a grid can show what loading cost and tests can count loads.
+            checkpoint, dtype, seconds, host, pid), so a grid can show what loading cost and
+            tests can count loads.
 
     Raises:
         ValueError: the cells need different weights.

@@ -235,9 +235,8 @@ def _run_pipeline(
     used (neither changes what is generated).
 
     A Parquet read yields a few large blocks, and an actor takes a block whole, so the read is
-    cut into blocks of a whole number of batches, about as many as `from_items` would make
-    (DataContext.read_op_min_num_blocks): every actor gets work, every batch but the last is
-    full, and the sink writes about as many files as before.
+    cut into blocks of a whole number of batches, about DataContext.read_op_min_num_blocks of
+    them: every actor gets work and every batch but the last is full.
     """
     resources = configs[0].resources
     batch_size = min(c.generation.batch_size for c in configs)
