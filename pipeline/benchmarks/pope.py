@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from pipeline.benchmarks._common import (
     missing_keys,
     qa_prompt,
     read_jsonl,
+    require,
     seeded_subset,
 )
 from pipeline.config import BenchmarkConfig
@@ -81,11 +82,13 @@ class Pope:
         order; a line that cannot be used becomes a Sample with `error` set."""
         root = Path(config.root)
         subset = config.subset or "random"
-        path = question_file(root, subset)
-        lines = list(read_jsonl(path, "POPE question file", HINT))
+        path = require(question_file(root, subset), "POPE question file", HINT)
         images = find_image_dir(root)
+        lines: Iterable[Line] = read_jsonl(path, "POPE question file", HINT)
+        if config.limit is not None:  # a seeded subset needs every line; the full file streams
+            lines = seeded_subset(list(lines), config.limit, seed)
         seen: dict[Any, int] = {}
-        for line in seeded_subset(lines, config.limit, seed):
+        for line in lines:
             yield to_sample(line, path.name, subset, images, config.prompt, seen)
 
 
