@@ -175,7 +175,7 @@ def make_judge(spec: str) -> Judge:
 
 
 class JudgeCache:
-    """Judged replies in a JSONL file, keyed by (judge spec, criterion, id): a re-run asks no twice.
+    """Judged replies in a JSONL file, keyed by (judge spec, criterion, id): a re-run asks nothing twice.
 
     Each line is {judge, criterion, id, pred, score}, so the file also replays (`replay:FILE`).
     """
