@@ -1,9 +1,10 @@
-"""Driver memory against the number of samples: peak driver RSS while generating N samples.
+"""Driver memory against the number of samples: peak driver RSS and USS while generating N samples.
 
 For each N, a fresh Python process writes a POPE question file of N questions that repeat the
 synthetic images, starts a local Ray and generates every question with tiny LLaVA
 (`max_new_tokens=1`, so the run is mostly pipeline). A background thread samples the driver's
-resident set size (psutil, every 10 ms) during `generate`; the table shows the RSS before the
+resident set size and unique set size (psutil, every 10 ms) during `generate`; USS leaves out
+shared pages (object-store memory the driver maps, shared libraries). The table shows the RSS before the
 run, the peak during it and the difference. Actors are separate processes and not counted.
 
     python benchmarks/reader_memory.py [--samples 500 2000 8000] [--batch-size 32]
@@ -24,15 +25,19 @@ from pathlib import Path
 import psutil
 
 
-def _peak_rss(stop: threading.Event, peak: list[int]) -> None:
+def _peak_memory(stop: threading.Event, peak: list[int]) -> None:
+    """Tracks peak RSS (peak[0]) and peak USS (peak[1]): USS leaves out shared pages, such as
+    object-store memory the driver has mapped, which RSS counts."""
     process = psutil.Process()
     while not stop.is_set():
-        peak[0] = max(peak[0], process.memory_info().rss)
+        info = process.memory_full_info()
+        peak[0] = max(peak[0], info.rss)
+        peak[1] = max(peak[1], info.uss)
         time.sleep(0.01)
 
 
 def measure(n: int, batch_size: int) -> dict[str, float]:
-    """Generates `n` POPE questions in this process; returns RSS figures in MiB and seconds."""
+    """Generates `n` POPE questions in this process; returns RSS/USS figures in MiB and seconds."""
     import ray
 
     from pipeline.config import build_config
@@ -59,9 +64,10 @@ def measure(n: int, batch_size: int) -> dict[str, float]:
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False, object_store_memory=300 * 1024 * 1024)
         ray.data.DataContext.get_current().enable_progress_bars = False
-        before = psutil.Process().memory_info().rss
-        stop, peak = threading.Event(), [before]
-        sampler = threading.Thread(target=_peak_rss, args=(stop, peak), daemon=True)
+        info = psutil.Process().memory_full_info()
+        before, before_uss = info.rss, info.uss
+        stop, peak = threading.Event(), [before, before_uss]
+        sampler = threading.Thread(target=_peak_memory, args=(stop, peak), daemon=True)
         sampler.start()
         summary = generate(config, log=lambda _: None)
         stop.set()
@@ -70,7 +76,8 @@ def measure(n: int, batch_size: int) -> dict[str, float]:
         assert summary.n_generated == n, summary
     mib = 1024 * 1024
     return {"n": n, "before_mib": before / mib, "peak_mib": peak[0] / mib,
-            "growth_mib": (peak[0] - before) / mib, "seconds": summary.seconds}
+            "growth_mib": (peak[0] - before) / mib, "uss_before_mib": before_uss / mib,
+            "uss_peak_mib": peak[1] / mib, "seconds": summary.seconds}
 
 
 def main() -> None:
@@ -83,7 +90,7 @@ def main() -> None:
         print(json.dumps(measure(args.one, args.batch_size)))
         return
 
-    print(f"{'samples':>8} {'RSS before':>11} {'peak RSS':>9} {'growth':>8} {'generate':>9}")
+    print(f"{'samples':>8} {'RSS before':>11} {'peak RSS':>9} {'growth':>8} {'USS before':>11} {'peak USS':>9} {'generate':>9}")
     for n in args.samples:
         # A fresh process per N: a peak RSS never goes down, so one process would carry it over.
         out = subprocess.run(
@@ -92,7 +99,8 @@ def main() -> None:
         ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"{r['n']:>8} {r['before_mib']:>8.0f} MiB {r['peak_mib']:>5.0f} MiB "
-              f"{r['growth_mib']:>4.0f} MiB {r['seconds']:>7.1f} s")
+              f"{r['growth_mib']:>4.0f} MiB {r['uss_before_mib']:>7.0f} MiB {r['uss_peak_mib']:>5.0f} MiB "
+              f"{r['seconds']:>7.1f} s")
 
 
 if __name__ == "__main__":

@@ -4,17 +4,17 @@ Resumable by construction: each written file is complete or absent (write to a d
 rename), and a re-run generates only the samples that no committed file holds yet.
 
 The driver never holds a run's samples: each run's samples stream from its reader into an
-on-disk queue, `<run_dir>/.queue/todo.parquet`, in row groups of QUEUE_ROWS rows, and the
-pipeline reads the queue files with `ray.data.read_parquet`. The queue is rebuilt on every
-invocation and removed when the pipeline ends. What the driver does keep grows slowly with the
-run (the sets of sample ids for the duplicate check and resume, Ray Data's per-block state;
-~0.75 KiB per sample measured, see docs/benchmarks.md, "Driver memory").
+on-disk queue, `<run_dir>/.queue/todo.parquet`, in row groups of a few batches each. The
+pipeline's input is the list of (queue file, row group) pieces; a Ray task reads each piece,
+so the rows go from disk to the workers and never through the driver. The queue is rebuilt on
+every invocation and removed when the pipeline ends. The driver's private memory stays flat
+with the number of samples (docs/benchmarks.md, "Driver memory"); what it keeps are the sets
+of sample ids for the duplicate check and resume.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import shutil
 import time
@@ -84,7 +84,7 @@ class GenerationSummary:
 
 
 QUEUE_DIR = ".queue"  # dot-prefixed: never taken for output (generation_files, globs, syncs)
-QUEUE_ROWS = 4096  # rows per queue write (one Parquet row group): what the driver holds at once
+BATCHES_PER_PIECE = 4  # a queue row group (one unit of work) holds this many batches
 # Every Sample field is a string (metadata as JSON, see Sample.to_row), plus the row's run id.
 QUEUE_SCHEMA = pa.schema([(name, pa.string()) for name in Sample.__dataclass_fields__] + [("run_id", pa.string())])
 
@@ -121,8 +121,11 @@ def queue_path(run_dir: Path) -> Path:
     return run_dir / QUEUE_DIR / "todo.parquet"
 
 
-def write_queue(samples: Iterable[Sample], done: set[str], run_id: str, path: Path) -> tuple[int, int]:
-    """Writes the samples whose ids are not in `done` to a Parquet queue, QUEUE_ROWS at a time.
+def write_queue(
+    samples: Iterable[Sample], done: set[str], run_id: str, path: Path, rows_per_group: int
+) -> tuple[int, int]:
+    """Writes the samples whose ids are not in `done` to a Parquet queue, one row group of
+    `rows_per_group` rows at a time (all the driver holds at once).
 
     A stale queue (left by a killed run) is replaced, never appended to. No file is written
     when nothing is left to generate.
@@ -139,7 +142,7 @@ def write_queue(samples: Iterable[Sample], done: set[str], run_id: str, path: Pa
             if sample.sample_id in done:
                 continue
             chunk.append({**sample.to_row(), "run_id": run_id})
-            if len(chunk) == QUEUE_ROWS:
+            if len(chunk) == rows_per_group:
                 writer = _write_chunk(writer, chunk, path)
                 queued += len(chunk)
                 chunk = []
@@ -197,6 +200,7 @@ def generate_many(
     for indices in groups.values():
         start = time.perf_counter()
         queues, cells, folders, counts = [], [], {}, {}
+        rows_per_group = BATCHES_PER_PIECE * _batch_size([configs[i] for i in indices])
         try:
             for index in indices:
                 config = configs[index]
@@ -205,7 +209,7 @@ def generate_many(
                 samples, version = iter_samples(config)
                 done = committed_sample_ids(config.run_dir)
                 queue = queue_path(config.run_dir)
-                total, todo = write_queue(samples, done, config.run_id, queue)
+                total, todo = write_queue(samples, done, config.run_id, queue, rows_per_group)
                 log(f"{config.run_id}: {total} samples, {total - todo} already generated, {todo} to go")
                 counts[index] = (total, todo)
                 if todo:
@@ -213,8 +217,7 @@ def generate_many(
                     cells.append((config.model_dump_json(), version))
                     folders[config.run_id] = folder
             if queues:
-                n_rows = sum(todo for _, todo in counts.values())
-                _run_pipeline([configs[i] for i in indices], queues, n_rows, cells, folders, load_log)
+                _run_pipeline([configs[i] for i in indices], queues, cells, folders, load_log)
         finally:
             for index in indices:
                 shutil.rmtree(configs[index].run_dir / QUEUE_DIR, ignore_errors=True)
@@ -228,28 +231,41 @@ def generate_many(
     return summaries
 
 
+def _batch_size(configs: Sequence[RunConfig]) -> int:
+    """The batch size of a model group: the smallest its runs ask for (it changes no output)."""
+    return min(c.generation.batch_size for c in configs)
+
+
+def _read_pieces(pieces: pa.Table) -> pa.Table:
+    """Reads the queue row groups that a batch of (queue, row_group) pieces names."""
+    tables = [
+        pq.ParquetFile(queue).read_row_group(group)
+        for queue, group in zip(pieces.column("queue").to_pylist(), pieces.column("row_group").to_pylist())
+    ]
+    return pa.concat_tables(tables)
+
+
 def _run_pipeline(
-    configs: list[RunConfig], queues: list[Path], n_rows: int, cells: list[tuple[str, str]],
+    configs: list[RunConfig], queues: list[Path], cells: list[tuple[str, str]],
     folders: dict[str, Path], load_log: Path | None,
 ) -> None:
-    """One model group's queue files -> actor pool -> sink. Rows stay in run order, so most
-    batches hold one run; the smallest batch size and the largest pool asked for by the runs are
-    used (neither changes what is generated).
+    """One model group's queue pieces -> reader tasks -> actor pool -> sink.
 
-    A Parquet read yields a few large blocks, and an actor takes a block whole, so the read is
-    cut into blocks of a whole number of batches, about DataContext.read_op_min_num_blocks of
-    them: every actor gets work and every batch but the last is full.
+    Each queue row group (a few batches) is one block, so every actor of the pool gets work and
+    the driver handles only the list of pieces. Rows stay in run order, so most batches hold one
+    run; the largest pool asked for by the runs is used (it changes no output).
     """
     resources = configs[0].resources
-    batch_size = min(c.generation.batch_size for c in configs)
-    n_blocks = ray.data.DataContext.get_current().read_op_min_num_blocks
-    rows_per_block = batch_size * max(1, math.ceil(n_rows / (n_blocks * batch_size)))
-    dataset = ray.data.read_parquet([str(q) for q in queues], schema=QUEUE_SCHEMA, partitioning=None)
-    dataset = dataset.repartition(target_num_rows_per_block=rows_per_block, strict=True)
+    pieces = [
+        {"queue": str(queue), "row_group": group}
+        for queue in queues for group in range(pq.ParquetFile(queue).num_row_groups)
+    ]
+    dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
+    dataset = dataset.map_batches(_read_pieces, batch_size=1, batch_format="pyarrow", num_cpus=0.25)
     dataset = dataset.map_batches(
         InferenceStage,
         fn_constructor_kwargs={"cells": cells, "load_log": str(load_log) if load_log else None},
-        batch_size=batch_size,
+        batch_size=_batch_size(configs),
         compute=ActorPoolStrategy(size=max(c.resources.num_actors for c in configs)),
         num_gpus=resources.gpus_per_actor,
         num_cpus=resources.cpus_per_actor,

@@ -36,11 +36,10 @@ def _samples(n: int) -> list[Sample]:
     return [Sample(sample_id=f"s{i}", benchmark="pope", prompt=f"q{i}", image_path=f"/x/{i}.jpg") for i in range(n)]
 
 
-def test_queue_keeps_reader_order_in_row_groups_and_skips_committed(tmp_path, monkeypatch):
-    monkeypatch.setattr(run, "QUEUE_ROWS", 4)
+def test_queue_keeps_reader_order_in_row_groups_and_skips_committed(tmp_path):
     path = queue_path(tmp_path)
     assert (path.parent.name, path.parent.parent) == (QUEUE_DIR, tmp_path)
-    total, queued = write_queue(iter(_samples(10)), {"s3"}, "run-a", path)
+    total, queued = write_queue(iter(_samples(10)), {"s3"}, "run-a", path, rows_per_group=4)
     assert (total, queued) == (10, 9)
     file = pq.ParquetFile(path)
     assert file.schema_arrow.equals(QUEUE_SCHEMA)
@@ -51,7 +50,7 @@ def test_queue_keeps_reader_order_in_row_groups_and_skips_committed(tmp_path, mo
     assert Sample.from_row(rows[0]) == _samples(1)[0]
 
     # Nothing left to do: no queue file, and the previous one is gone rather than reused.
-    assert write_queue(iter(_samples(2)), {"s0", "s1"}, "run-a", path) == (2, 0)
+    assert write_queue(iter(_samples(2)), {"s0", "s1"}, "run-a", path, rows_per_group=4) == (2, 0)
     assert not path.parent.exists()
 
 
@@ -70,13 +69,13 @@ def test_reader_error_mid_stream_leaves_no_queue(tmp_path, synth, monkeypatch):
     assert not (config.run_dir / QUEUE_DIR).exists()
 
 
-def test_small_object_store_run_has_one_row_per_sample_and_no_queue_left(local_ray, synth, tmp_path, monkeypatch):
-    # The session's Ray has a 300 MB object store; a queue of several row groups is read in
-    # blocks of whole batches spread over two actors.
-    monkeypatch.setattr(run, "QUEUE_ROWS", 7)
+def test_small_object_store_run_has_one_row_per_sample_and_no_queue_left(local_ray, synth, tmp_path):
+    # The session's Ray has a 300 MB object store; the queue's row groups (pieces of a few
+    # batches) are read by tasks and spread over two actors.
     config = _config(synth.pope_root, tmp_path)
     expected = [s.sample_id for s in load_samples(config)[0]]
-    assert len(expected) > 2 * run.QUEUE_ROWS
+    rows_per_group = run.BATCHES_PER_PIECE * config.generation.batch_size
+    assert len(expected) > 2 * rows_per_group
     lines: list[str] = []
     summary = generate(config, log=lines.append)
     assert (summary.n_samples, summary.n_generated, summary.n_resumed) == (len(expected), len(expected), 0)
@@ -92,7 +91,9 @@ def test_stale_queue_from_a_killed_run_neither_duplicates_nor_loses_samples(loca
     expected = sorted(s.sample_id for s in samples)
     # The killed run had queued every sample plus one that is not in the benchmark, and had
     # committed nothing yet; its queue file was cut short mid-write.
-    write_queue(iter(samples + [Sample("stale-only", "pope", "q")]), set(), config.run_id, queue_path(config.run_dir))
+    write_queue(
+        iter(samples + [Sample("stale-only", "pope", "q")]), set(), config.run_id, queue_path(config.run_dir), 8
+    )
     stale = queue_path(config.run_dir)
     (stale.parent / "todo-other.parquet").write_bytes(stale.read_bytes())
     stale.write_bytes(stale.read_bytes()[:100])
@@ -104,7 +105,7 @@ def test_stale_queue_from_a_killed_run_neither_duplicates_nor_loses_samples(loca
     assert not (config.run_dir / QUEUE_DIR).exists()
 
     # A re-run killed after writing its queue: the next run finds everything committed.
-    write_queue(iter(samples), set(), config.run_id, queue_path(config.run_dir))
+    write_queue(iter(samples), set(), config.run_id, queue_path(config.run_dir), 8)
     again = generate(config, log=lambda _: None)
     assert (again.n_generated, again.n_resumed) == (0, len(expected))
     assert sorted(read_generations(config.run_dir).column("sample_id").to_pylist()) == expected
