@@ -31,7 +31,8 @@ from pipeline.config import ConfigError, RunConfig, build_config
 
 # Keys that do not change what is generated (not in the run id): sweeping them would give
 # cells with the same run id, so they belong in `base`.
-_NOT_SWEEPABLE = ("resources", "output_dir", "generation.batch_size")
+# Keys outside the run id: cells differing only in them would share one run folder.
+_NOT_SWEEPABLE = ("resources", "output_dir", "generation.batch_size", "scoring")
 
 
 class GridConfig(BaseModel):

@@ -51,6 +51,7 @@ def test_table3_grid_has_the_papers_cells():
         ({"method.alpah": [0.1]}, "unknown axis key 'method.alpah'; did you mean 'method.alpha'?"),
         ({"seed.x": [1]}, "unknown axis key 'seed.x': 'seed' has no sub-keys"),
         ({"resources.num_actors": [1, 2]}, "axis 'resources.num_actors' does not change what is generated"),
+        ({"scoring.judge": ["exact", "openai:gpt-4"]}, "axis 'scoring.judge' does not change what is generated"),
         ({"method.alpha": []}, "axis 'method.alpha' has no values"),
         ({"method.top_k": [0]}, "cell method.top_k=0"),
     ],
