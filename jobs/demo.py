@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from jobs.run import execute, print_scores, ray_session
+from jobs.run import check_scoring, execute, print_scores, ray_session
 from pipeline.config import build_config, load_config
 from pipeline.synth import write_synthetic
 
@@ -28,6 +28,7 @@ def run_demo(out: Path, n_images: int, overrides: list[str]) -> list[dict]:
     for name, root in (("chair", roots.coco_root), ("pope", roots.pope_root)):
         data = {**base, "benchmark": {**base["benchmark"], "name": name, "root": str(root)}}
         configs.append(build_config(data, overrides, source=f"demo ({name})"))
+        check_scoring(configs[-1])
     results = []
     with ray_session():
         for step, config in enumerate(configs, start=2):

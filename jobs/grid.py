@@ -24,7 +24,7 @@ from eval.html.grid import write_grid_report
 from eval.report import headline_scores
 from eval.scoring import SCORES_FILE, load_scores
 from jobs.grid_config import GridCell, GridConfig, load_grid
-from jobs.run import execute, ray_session
+from jobs.run import check_scoring, execute, ray_session
 from pipeline.config import RunConfig
 from pipeline.models import MODELS
 from pipeline.run import generate_many
@@ -103,6 +103,8 @@ def run_grid(grid: GridConfig, source: str = "grid", overrides: list[str] = (), 
     """
     start = time.perf_counter()
     cells = grid.cells(source, list(overrides))
+    for cell in cells:
+        check_scoring(cell.config)
     pending = [cell for cell in cells if not (cell.config.run_dir / SCORES_FILE).is_file()]
     log(f"grid {grid.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, {len(pending)} to run")
     grid_dir = grid_folder(grid.name, cells)

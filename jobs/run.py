@@ -22,8 +22,9 @@ from typing import Any
 
 import ray
 
-from eval.report import write_report
 from eval.api import ScoringContext
+from eval.judges import JUDGES
+from eval.report import write_report
 from eval.scoring import score_run
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import RunConfig, load_config, write_config
@@ -58,7 +59,7 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
 def git_commit() -> str | None:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False,
             cwd=Path(__file__).resolve().parent,
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -84,8 +85,20 @@ def run_info(config: RunConfig) -> dict[str, Any]:
     }
 
 
+def check_scoring(config: RunConfig) -> None:
+    """Fails before any generation when the run could not be scored (an unknown judge kind).
+
+    Raises:
+        UnknownNameError: names the judge and its close matches.
+    """
+    JUDGES.get(config.scoring.judge.split(":", 1)[0])
+
+
 def execute(config: RunConfig, log=print) -> dict[str, Any]:
-    """Generates, scores and reports one run inside the current Ray session; returns the scores."""
+    """Generates, scores and reports one run inside the current Ray session; returns the scores.
+
+    Entry points call `check_scoring` first, before they start Ray.
+    """
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / MANIFEST_FILE).unlink(missing_ok=True)  # stale once this run adds files
@@ -128,6 +141,7 @@ def print_scores(scores: dict[str, Any]) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set or [])
+    check_scoring(config)
     with ray_session():
         scores = execute(config)
     print_scores(scores)

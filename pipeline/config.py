@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -126,21 +133,11 @@ class ScoringConfig(_Strict):
     judge: str = Field(
         "exact",
         description="Judge of open-ended answers (video QA): exact, openai:MODEL[@BASE_URL], "
-        "hf:PATH or replay:FILE.",
+        "hf:PATH or replay:FILE. Checked by the jobs before any generation (eval/ owns judges).",
     )
     tagger: Literal["auto", "nltk_perceptron", "aptagger"] = Field(
         "auto", description="CHAIR's POS tagger; auto takes NLTK's own when its data is installed."
     )
-
-    @field_validator("judge")
-    @classmethod
-    def _known_judge(cls, spec: str) -> str:
-        from eval.judges import JUDGES
-
-        kind = spec.split(":", 1)[0]
-        if kind not in JUDGES:
-            raise ValueError(JUDGES.unknown_message(kind))
-        return spec
 
 
 class RunConfig(_Strict):

@@ -60,3 +60,15 @@ def test_config_typo_is_one_line_naming_the_key(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
     assert "unknown key 'method.temprature'" in error and str(config) in error
+
+
+def test_unknown_judge_fails_before_any_generation(tmp_path, capsys):
+    config = tmp_path / "judge.yaml"
+    config.write_text(
+        f"benchmark: {{name: chair, root: {tmp_path / 'no-coco'}}}\n"
+        f"scoring: {{judge: 'opneai:gpt-4'}}\noutput_dir: {tmp_path / 'runs'}\n"
+    )
+    assert main(["run", str(config)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "halleval run: error: unknown judge 'opneai'; did you mean 'openai'?"
+    assert not (tmp_path / "runs").exists()  # stopped before the run folder or Ray

@@ -108,7 +108,5 @@ def test_every_shipped_run_config_loads(path: Path):
 def test_scoring_settings_are_validated_but_do_not_change_the_run_id():
     config = build_config(BASE, ["scoring.judge=openai:gpt-3.5-turbo", "scoring.tagger=aptagger"])
     assert config.run_id == build_config(BASE).run_id  # re-scoring reuses the generations
-    with pytest.raises(ConfigError, match=r"'scoring\.judge': unknown judge 'opneai'; did you mean 'openai'"):
-        build_config(BASE, ["scoring.judge=opneai:gpt-4"])
     with pytest.raises(ConfigError, match=r"'scoring\.tagger'"):
         build_config(BASE, ["scoring.tagger=spacy"])
