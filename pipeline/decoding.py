@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -81,7 +81,8 @@ class DecodeState:
 
 TokenSelector = Callable[[DecodeState], StepChoice]
 
-_RECORD_FIELDS = ("saliency", "tau", "rejections", "fallback", "candidate_ids", "candidate_saliency")
+# A StepChoice's per-row records, each kept under the same name in Generation.
+_RECORD_FIELDS = tuple(f.name for f in fields(StepChoice) if f.name != "token_ids")
 
 
 def _detach_cache(cache: Any) -> None:
