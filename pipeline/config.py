@@ -47,9 +47,7 @@ class ModelConfig(_Strict):
     def _known_model(cls, name: str) -> str:
         from pipeline.models import MODELS
 
-        if name not in MODELS:
-            raise ValueError(MODELS.unknown_message(name))
-        return name
+        return MODELS.validate(name)
 
 
 class MethodConfig(_Strict):
@@ -91,9 +89,7 @@ class MethodConfig(_Strict):
     def _known_method(cls, name: str) -> str:
         from pipeline.methods import METHODS
 
-        if name not in METHODS:
-            raise ValueError(METHODS.unknown_message(name))
-        return name
+        return METHODS.validate(name)
 
 
 class BenchmarkConfig(_Strict):
@@ -111,9 +107,7 @@ class BenchmarkConfig(_Strict):
     def _known_benchmark(cls, name: str) -> str:
         from pipeline.benchmarks import BENCHMARKS
 
-        if name not in BENCHMARKS:
-            raise ValueError(BENCHMARKS.unknown_message(name))
-        return name
+        return BENCHMARKS.validate(name)
 
 
 class GenerationConfig(_Strict):

@@ -79,6 +79,12 @@ class Registry(Generic[T]):
         )
         return f"unknown {self.kind} {name!r}; {hint}"
 
+    def validate(self, name: str) -> str:
+        """Returns `name` if registered, else raises ValueError (what pydantic validators raise)."""
+        if name not in self:
+            raise ValueError(self.unknown_message(name))
+        return name
+
     def names(self) -> list[str]:
         self._load_plugins()
         return sorted(self._entries)
