@@ -8,9 +8,18 @@ from pathlib import Path
 import pytest
 import ray
 
+from pipeline.api import Sample
+from pipeline.benchmarks import BENCHMARKS
+from pipeline.config import BenchmarkConfig
 from pipeline.synth import SyntheticBenchmark, write_synthetic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_benchmark(name: str, root, seed: int = 0, **fields) -> list[Sample]:
+    """Every sample a registered reader yields for `root` (BenchmarkConfig `fields` as given)."""
+    config = BenchmarkConfig(name=name, root=str(root), **fields)
+    return list(BENCHMARKS.get(name)().samples(config, seed))
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,12 @@
 """The CHAIR reader on the synthetic COCO set and on broken copies of it."""
 
 import shutil
+from functools import partial
 
 import pytest
+from conftest import read_benchmark
 
 from pipeline.api import BenchmarkError
-from pipeline.benchmarks import BENCHMARKS
-from pipeline.config import BenchmarkConfig
 from pipeline.synth import write_synthetic
 
 
@@ -15,9 +15,7 @@ def coco_root(tmp_path_factory):
     return write_synthetic(tmp_path_factory.mktemp("synth"), n_images=10).coco_root
 
 
-def read(root, seed=0, **fields):
-    config = BenchmarkConfig(name="chair", root=str(root), **fields)
-    return list(BENCHMARKS.get("chair")().samples(config, seed))
+read = partial(read_benchmark, "chair")
 
 
 def test_every_image_once_with_prompt_and_image_id(coco_root):

@@ -1,13 +1,13 @@
 """The MME reader on the synthetic release layout, its broken variants, and the eval_tool export."""
 
 import shutil
+from functools import partial
 
 import pytest
+from conftest import read_benchmark
 
 from pipeline.api import BenchmarkError
-from pipeline.benchmarks import BENCHMARKS
 from pipeline.benchmarks.mme import COGNITION, PERCEPTION, write_eval_tool_results
-from pipeline.config import BenchmarkConfig
 from pipeline.schema import to_table
 from pipeline.synth import write_synthetic
 
@@ -17,9 +17,7 @@ def mme_root(tmp_path_factory):
     return write_synthetic(tmp_path_factory.mktemp("synth"), n_images=4).mme_root
 
 
-def read(root, seed=0, **fields):
-    config = BenchmarkConfig(name="mme", root=str(root), **fields)
-    return list(BENCHMARKS.get("mme")().samples(config, seed))
+read = partial(read_benchmark, "mme")
 
 
 def test_both_layouts_every_task_two_questions_per_image(mme_root):

@@ -2,12 +2,12 @@
 
 import json
 import shutil
+from functools import partial
 
 import pytest
+from conftest import read_benchmark
 
 from pipeline.api import BenchmarkError
-from pipeline.benchmarks import BENCHMARKS
-from pipeline.config import BenchmarkConfig
 from pipeline.synth import write_synthetic
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
@@ -18,9 +18,7 @@ def synth(tmp_path_factory):
     return write_synthetic(tmp_path_factory.mktemp("synth"), n_images=8)
 
 
-def read(root, seed=0, **fields):
-    config = BenchmarkConfig(name="pope", root=str(root), **fields)
-    return list(BENCHMARKS.get("pope")().samples(config, seed))
+read = partial(read_benchmark, "pope")
 
 
 @pytest.mark.parametrize("subset", ["random", "popular", "adversarial"])

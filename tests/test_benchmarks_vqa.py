@@ -4,10 +4,10 @@ import json
 import shutil
 
 import pytest
+from conftest import read_benchmark as read
 
 from pipeline.api import BenchmarkError
-from pipeline.benchmarks import BENCHMARKS, llava_bench, mm_vet, scienceqa, vizwiz
-from pipeline.config import BenchmarkConfig
+from pipeline.benchmarks import llava_bench, mm_vet, scienceqa, vizwiz
 from pipeline.schema import to_table
 from pipeline.synth import write_synthetic
 from pipeline.visuals import load_visual
@@ -16,11 +16,6 @@ from pipeline.visuals import load_visual
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     return write_synthetic(tmp_path_factory.mktemp("synth"), n_images=4)
-
-
-def read(name, root, seed=0, **fields):
-    config = BenchmarkConfig(name=name, root=str(root), **fields)
-    return list(BENCHMARKS.get(name)().samples(config, seed))
 
 
 def as_table(samples, errors=()):
