@@ -23,8 +23,9 @@ from typing import Any
 import ray
 
 from eval.api import ScoringContext
+from eval.html.page import fmt
 from eval.judges import JUDGES
-from eval.report import write_report
+from eval.report import headline_scores, write_report
 from eval.scoring import score_run
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import RunConfig, load_config, write_config
@@ -130,13 +131,10 @@ def execute(config: RunConfig, log=print) -> dict[str, Any]:
 
 
 def print_scores(scores: dict[str, Any]) -> None:
-    from eval.report import headline_scores
-
     print(f"\n{scores['run_id']}  ({scores['n_samples']} samples, {scores['n_errors']} errors)")
     for metric, output in scores["metrics"].items():
         for key, value in headline_scores(output).items():
-            shown = f"{value:.4f}" if isinstance(value, float) else value
-            print(f"  {metric:<10} {key:<18} {shown}")
+            print(f"  {metric:<10} {key:<18} {fmt(value)}")
 
 
 def _handle(args: argparse.Namespace) -> int:

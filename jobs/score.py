@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from eval.html.page import fmt
 from eval.io import write_result
 from eval.nlp import TAGGER_CHOICES
 
@@ -17,9 +18,7 @@ def _table(result: dict[str, Any], keys: list[str]) -> None:
     # The table goes to stderr when the JSON goes to stdout, so stdout stays parseable.
     stream = sys.stderr
     for key in keys:
-        value = result.get(key)
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{key:<28}{shown}", file=stream)
+        print(f"{key:<28}{fmt(result.get(key))}", file=stream)
 
 
 def _chair(args: argparse.Namespace) -> int:
