@@ -7,6 +7,7 @@ the cluster. Re-running the same command resumes: committed samples are not gene
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -20,17 +21,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import ray
+import yaml
 
-from eval.api import ScoringContext
-from eval.html.page import fmt
-from eval.judges import JUDGES
-from eval.report import headline_scores, write_report
-from eval.scoring import score_run
-from pipeline.benchmarks import BENCHMARKS
-from pipeline.config import RunConfig, load_config, write_config
-from pipeline.manifest import MANIFEST_FILE, write_manifest
-from pipeline.run import generate
+from jobs.console import quiet_ray_data, verbose, watch_progress
+from pipeline.config import ConfigError, RunConfig, build_config, load_config, parse_override, write_config
 
 RUN_INFO_FILE = "run.json"
 _RECORDED_PACKAGES = ("halleval", "torch", "transformers", "ray", "pyarrow", "nltk")
@@ -41,16 +35,21 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     """Attaches to RAY_ADDRESS when set (a cluster or `ray job submit`), else starts a local Ray.
 
     An already initialised Ray (a caller's, or a test's) is used as it is and left running.
+    Workers' output and Ray Data's logs stay off the console unless verbose (jobs.console).
     """
+    import ray
+
+    quiet_ray_data()
     if ray.is_initialized():
         yield
         return
     address = os.environ.get("RAY_ADDRESS")
+    quiet = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.WARNING}
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, **quiet)
     else:
         # "local": start our own Ray even when another one (`ray start`) runs on this machine.
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     try:
         yield
     finally:
@@ -92,20 +91,55 @@ def check_scoring(config: RunConfig) -> None:
     Raises:
         UnknownNameError: names the judge and its close matches.
     """
+    from eval.judges import JUDGES
+
     JUDGES.get(config.scoring.judge.split(":", 1)[0])
+
+
+def check_benchmark(config: RunConfig) -> None:
+    """Reads the run's first sample, so a missing or unreadable benchmark folder fails in a
+    second, before Ray starts and before any run folder exists.
+
+    Raises:
+        BenchmarkError: names the missing or bad file and how to get it.
+    """
+    from pipeline.api import BenchmarkError
+    from pipeline.benchmarks import BENCHMARKS
+
+    if not Path(config.benchmark.root).is_dir():
+        raise BenchmarkError(
+            f"benchmark folder {config.benchmark.root} ({config.benchmark.name}) does not exist; "
+            "set benchmark.root (see docs/datasets.md)"
+        )
+    samples = BENCHMARKS.get(config.benchmark.name)().samples(config.benchmark, config.seed)
+    if next(iter(samples), None) is None:
+        raise BenchmarkError(f"{config.benchmark.root}: the {config.benchmark.name} reader found no samples")
+
+
+def check_run(config: RunConfig) -> None:
+    """Every check that needs neither Ray nor a model: judge, then benchmark."""
+    check_scoring(config)
+    check_benchmark(config)
 
 
 def execute(config: RunConfig, log=print) -> dict[str, Any]:
     """Generates, scores and reports one run inside the current Ray session; returns the scores.
 
-    Entry points call `check_scoring` first, before they start Ray.
+    Entry points call `check_run` first, before they start Ray.
     """
+    from eval.api import ScoringContext
+    from eval.report import write_report
+    from eval.scoring import score_run
+    from pipeline.benchmarks import BENCHMARKS
+    from pipeline.manifest import MANIFEST_FILE, write_manifest
+    from pipeline.run import generate
+
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / MANIFEST_FILE).unlink(missing_ok=True)  # stale once this run adds files
     write_config(config, run_dir / "config.yaml")
     (run_dir / RUN_INFO_FILE).write_text(json.dumps(run_info(config), indent=2))
-    summary = generate(config, log=log)
+    summary = generate(config, log=log, progress=watch_progress)
     log(f"generation done in {summary.seconds:.1f}s ({summary.n_generated} generated, {summary.n_resumed} resumed)")
     start = time.perf_counter()
     benchmark = BENCHMARKS.get(config.benchmark.name)()
@@ -130,34 +164,174 @@ def execute(config: RunConfig, log=print) -> dict[str, Any]:
     return scores
 
 
+def arrow(higher_is_better: bool | None) -> str:
+    """↑ for a score where higher is better, ↓ for lower, blank when the metric does not say."""
+    return {True: "↑", False: "↓"}.get(higher_is_better, " ")
+
+
 def print_scores(scores: dict[str, Any]) -> None:
+    """The run's headline scores, each with its direction and bootstrap standard error."""
+    from eval.html.page import fmt
+    from eval.report import headline_scores
+
     print(f"\n{scores['run_id']}  ({scores['n_samples']} samples, {scores['n_errors']} errors)")
     for metric, output in scores["metrics"].items():
+        directions, stderr = output.get("higher_is_better", {}), output.get("stderr", {})
         for key, value in headline_scores(output).items():
-            print(f"  {metric:<10} {key:<18} {fmt(value)}")
+            error = f"  ± {fmt(stderr[key])}" if stderr.get(key) is not None else ""
+            print(f"  {metric:<10} {key:<18} {arrow(directions.get(key))} {fmt(value)}{error}")
+
+
+def _comma_pairs(text: str | None, flag: str) -> list[tuple[str, Any]]:
+    """`a=1,b=x` as [("a", 1), ("b", "x")], values parsed as YAML (as `--set` parses them)."""
+    if not text:
+        return []
+    pairs = []
+    for item in text.split(","):
+        if "=" not in item:
+            raise ConfigError(f"{flag} {text!r}: expected KEY=VALUE[,KEY=VALUE...], e.g. {flag} checkpoint=PATH")
+        pairs.append(parse_override(item))
+    return pairs
+
+
+def _benchmarks(text: str, data_root: str | None) -> list[dict[str, Any]]:
+    """`pope=/data/pope,chair` as benchmark sections; a bare name is looked for in data_root."""
+    sections = []
+    for item in text.split(","):
+        name, _, root = item.partition("=")
+        if not root:
+            if data_root is None:
+                raise ConfigError(
+                    f"--benchmarks: {name!r} has no folder; write {name}=DIR or pass --data-root DIR "
+                    f"(then {name} is read from DIR/{name})"
+                )
+            root = str(Path(data_root) / name)
+        sections.append({"name": name.strip(), "root": root})
+    return sections
+
+
+def flag_runs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """The base config and axes that the flags (and an optional CONFIG) describe.
+
+    Returns:
+        (base run config dict, axes): whole `method` and `benchmark` sections per axis value,
+        so the runs expand like a grid's cells. `--methods` replaces CONFIG's method section.
+    """
+    base: dict[str, Any] = load_config(args.config).model_dump(mode="json") if args.config else {}
+    if args.model:
+        base["model"] = {"name": args.model}
+    for key, value in _comma_pairs(args.model_args, "--model-args"):
+        base.setdefault("model", {})[key] = value
+    method_args = dict(_comma_pairs(args.method_args, "--method-args"))
+    if args.output_dir:
+        base["output_dir"] = args.output_dir
+    axes: dict[str, list[Any]] = {}
+    if args.methods:
+        axes["method"] = [{"name": name.strip(), **method_args} for name in args.methods.split(",")]
+    else:
+        base["method"] = {**base.get("method", {}), **method_args}
+    benchmarks = _benchmarks(args.benchmarks, args.data_root) if args.benchmarks else (
+        [base.pop("benchmark")] if "benchmark" in base else [])
+    if not benchmarks:
+        raise ConfigError("name the benchmarks: --benchmarks pope=DIR,chair=DIR (or give a CONFIG file)")
+    if args.limit is not None:
+        benchmarks = [{**section, "limit": args.limit} for section in benchmarks]
+    axes["benchmark"] = benchmarks
+    return base, axes
+
+
+def expand(base: dict[str, Any], axes: dict[str, list[Any]], overrides: list[str], source: str) -> list[RunConfig]:
+    """The validated run configs of every combination of the axes (first axis slowest)."""
+    combinations: list[list[str]] = [[]]
+    for key, values in axes.items():
+        combinations = [done + [f"{key}={json.dumps(value)}"] for done in combinations for value in values]
+    return [build_config(base, [*combination, *overrides], source=source) for combination in combinations]
+
+
+def write_flag_grid(name: str, configs: list[RunConfig], axes: dict[str, list[Any]]) -> Path:
+    """Writes the grid file equivalent to the flags, so `halleval grid FILE` reproduces the runs.
+
+    Its base is the first run's resolved config (every default written out) without the axis
+    sections, and each axis lists its sections as the runs resolved them (`--set` included).
+    """
+    dumps = [config.model_dump(mode="json") for config in configs]
+    resolved = {key: [] for key in axes}
+    for dump in dumps:
+        for key, values in resolved.items():
+            if dump[key] not in values:
+                values.append(dump[key])
+    base = {key: value for key, value in dumps[0].items() if key not in axes}
+    path = Path(configs[0].output_dir) / "grids" / name / "grid.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"name": name, "base": base, "axes": resolved}, sort_keys=False))
+    return path
 
 
 def _handle(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.set or [])
-    check_scoring(config)
-    with ray_session():
-        scores = execute(config)
-    print_scores(scores)
-    print(f"\nwrote {config.run_dir}/ (generations/, scores.json, report.md)")
+    overrides = args.set or []
+    flags = any(getattr(args, flag) is not None for flag in
+                ("model", "model_args", "methods", "method_args", "benchmarks", "limit", "output_dir"))
+    if not flags:
+        if not args.config:
+            raise ConfigError("give a CONFIG file or flags, e.g. halleval run --model llava15 --benchmarks pope=DIR")
+        configs = [load_config(args.config, overrides)]
+    else:
+        base, axes = flag_runs(args)
+        configs = expand(base, axes, overrides, source="halleval run flags")
+    for config in configs:
+        check_run(config)
+    if len(configs) == 1 or not flags:
+        with ray_session():
+            scores = execute(configs[0])
+        print_scores(scores)
+        print(f"\nwrote {configs[0].run_dir}/ (generations/, scores.json, samples.parquet, report.md)")
+        return 0
+    return _handle_many(args, configs, axes)
+
+
+def _handle_many(args: argparse.Namespace, configs: list[RunConfig], axes: dict[str, list[Any]]) -> int:
+    """Several runs from flags: one grid, so runs of one model share its load on every actor."""
+    from jobs.grid import run_grid
+    from jobs.grid_config import load_grid
+    from eval.scoring import load_scores
+
+    digest = hashlib.sha256(json.dumps([c.run_id for c in configs]).encode()).hexdigest()[:8]
+    name = args.name or f"run-{digest}"
+    path = write_flag_grid(name, configs, axes)
+    grid = load_grid(path)
+    result = run_grid(grid, source=str(path))
+    for cell in result.cells:
+        print_scores(load_scores(cell.config.run_dir))
+    print(f"\n{len(result.cells)} runs, {result.n_generated} samples generated in {result.seconds:.0f}s")
+    print(f"wrote {result.grid_dir}/ (grid.yaml: the same runs as a grid file, grid.md, grid.html)")
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
-        help="generate, score and report one run from a YAML config",
-        description="Run one evaluation: generate with the configured model and method on a Ray "
-        "actor pool, write Parquet, score it and write a report. Attaches to RAY_ADDRESS when set "
-        "(e.g. under `ray job submit`), else starts a local Ray. Re-running resumes.",
+        help="generate, score and report runs from a YAML config or from flags",
+        description="Run evaluations: generate with the model and method on a Ray actor pool, "
+        "write Parquet, score and report. Give a YAML CONFIG, or flags (several methods and "
+        "benchmarks expand to one run each, sharing one model load per actor; the equivalent "
+        "grid file is written beside them). Attaches to RAY_ADDRESS when set (e.g. under "
+        "`ray job submit`), else starts a local Ray. Re-running resumes.",
+        epilog="example: halleval run --model llava15 --model-args checkpoint=llava-hf/llava-1.5-7b-hf,"
+        "dtype=bfloat16 --methods greedy,sgrs --benchmarks pope=data/pope,chair=data/coco --limit 50",
     )
-    parser.add_argument("config", help="YAML run config, e.g. configs/demo.yaml")
+    parser.add_argument("config", nargs="?", help="YAML run config, e.g. configs/demo.yaml (optional with flags)")
     parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE",
         help="override a config key, e.g. --set method.alpha=0.3 (repeatable)",
     )
+    parser.add_argument("--model", help="registered model (`halleval list models`), e.g. llava15")
+    parser.add_argument("--model-args", metavar="K=V,...", help="model keys, e.g. checkpoint=PATH,dtype=bfloat16")
+    parser.add_argument("--methods", metavar="NAME,...", help="decoding methods, e.g. greedy,sgrs (one run each)")
+    parser.add_argument("--method-args", metavar="K=V,...", help="method keys for every method, e.g. alpha=0.3")
+    parser.add_argument("--benchmarks", metavar="NAME[=DIR],...",
+                        help="benchmarks and their folders, e.g. pope=data/pope,chair=data/coco (one run each)")
+    parser.add_argument("--data-root", metavar="DIR", help="folder holding <benchmark>/ for names given without =DIR")
+    parser.add_argument("--limit", type=int, help="seeded subset of this many samples per benchmark")
+    parser.add_argument("--output-dir", help="runs are written to DIR/<run_id>/ (default: runs)")
+    parser.add_argument("--name", help="name of the grid folder several runs share (default: run-<hash>)")
     parser.set_defaults(handler=_handle)

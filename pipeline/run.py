@@ -20,6 +20,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,13 +170,25 @@ def committed_sample_ids(run_dir: Path) -> set[str]:
     return set(read_generations(run_dir, columns=["sample_id"]).column("sample_id").to_pylist())
 
 
-def generate(config: RunConfig, log: Callable[[str], None] = print) -> GenerationSummary:
+ProgressHook = Callable[[dict[str, int], dict[str, Path]], AbstractContextManager]
+"""Called with (run id -> samples to generate, run id -> generations folder) around each model
+group's pipeline; the context it returns is open while the pipeline runs (jobs.console)."""
+
+
+def _no_progress(todo: dict[str, int], folders: dict[str, Path]) -> AbstractContextManager:
+    return nullcontext()
+
+
+def generate(
+    config: RunConfig, log: Callable[[str], None] = print, progress: ProgressHook = _no_progress
+) -> GenerationSummary:
     """Generates every sample of the run not yet committed; Ray must be initialised."""
-    return generate_many([config], log=log)[0]
+    return generate_many([config], log=log, progress=progress)[0]
 
 
 def generate_many(
-    configs: Sequence[RunConfig], log: Callable[[str], None] = print, load_log: Path | None = None
+    configs: Sequence[RunConfig], log: Callable[[str], None] = print, load_log: Path | None = None,
+    progress: ProgressHook = _no_progress,
 ) -> list[GenerationSummary]:
     """Generates the missing samples of several runs, loading each model once for all its runs.
 
@@ -189,6 +202,7 @@ def generate_many(
         configs: the runs; each resumes on its own (committed samples are skipped).
         log: progress lines.
         load_log: JSONL file for the actors' model-load records (see InferenceStage).
+        progress: reports progress while a model group's pipeline runs (see ProgressHook).
 
     Returns:
         One summary per config, in order; `seconds` is the wall time of the run's model group.
@@ -217,7 +231,9 @@ def generate_many(
                     cells.append((config.model_dump_json(), version))
                     folders[config.run_id] = folder
             if queues:
-                _run_pipeline([configs[i] for i in indices], queues, cells, folders, load_log)
+                todo = {configs[i].run_id: counts[i][1] for i in indices if counts[i][1]}
+                with progress(todo, folders):
+                    _run_pipeline([configs[i] for i in indices], queues, cells, folders, load_log)
         finally:
             for index in indices:
                 shutil.rmtree(configs[index].run_dir / QUEUE_DIR, ignore_errors=True)
