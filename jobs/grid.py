@@ -24,6 +24,7 @@ from eval.html.grid import write_grid_report
 from eval.report import headline_scores
 from eval.scoring import SCORES_FILE, load_scores
 from jobs.grid_config import GridCell, GridConfig, load_grid
+from jobs.console import watch_progress
 from jobs.run import check_scoring, execute, ray_session
 from pipeline.config import RunConfig
 from pipeline.models import MODELS
@@ -112,7 +113,8 @@ def run_grid(grid: GridConfig, source: str = "grid", overrides: list[str] = (), 
     n_generated = 0
     with ray_session():
         if pending:
-            summaries = generate_many([c.config for c in pending], log=log, load_log=grid_dir / LOADS_FILE)
+            summaries = generate_many([c.config for c in pending], log=log, load_log=grid_dir / LOADS_FILE,
+                                      progress=watch_progress)
             n_generated = sum(s.n_generated for s in summaries)
         for cell in pending:
             execute(cell.config, log=log)

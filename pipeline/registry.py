@@ -81,6 +81,16 @@ def _literal_attributes(node: ast.ClassDef) -> dict:
     return values
 
 
+def _literal_keywords(call: ast.Call) -> dict:
+    values = {}
+    for keyword in call.keywords:
+        try:
+            values[keyword.arg] = ast.literal_eval(keyword.value)
+        except ValueError:
+            continue
+    return values
+
+
 def _registered_name(call: ast.AST) -> str | None:
     """"name" of a call `SOMETHING.register("name")`, else None."""
     if (
@@ -114,7 +124,10 @@ def scan_module(path: Path, module: str) -> tuple[list[Entry], bool]:
                     attributes = _literal_attributes(node) if isinstance(node, ast.ClassDef) else {}
                     entries.append(Entry(name, module, _first_line(node) or module_summary, attributes))
         elif isinstance(node, ast.Call) and (name := _registered_name(node.func)) is not None:
-            entries.append(Entry(name, module, module_summary, {}))
+            # X.register("name")(Factory(key=literal, ...)): the literal keywords are its attributes
+            attributes = _literal_keywords(node.args[0]) if node.args and isinstance(node.args[0], ast.Call) else {}
+            summary = attributes.get("description") if isinstance(attributes.get("description"), str) else ""
+            entries.append(Entry(name, module, first_sentence(summary) or module_summary, attributes))
     return entries, complete
 
 

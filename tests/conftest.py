@@ -41,3 +41,16 @@ def local_ray():
         )
     yield
     ray.shutdown()
+
+
+def run_scores(metric: str, generations, context) -> dict:
+    """A metric's scores of a run's rows, as scores.json holds them, without the entries every
+    metric adds (directions, primary score, standard errors), which are checked here."""
+    from eval.scoring import evaluate
+
+    output = dict(evaluate(metric, generations, context).output)
+    directions = output.pop("higher_is_better")
+    assert output.pop("primary") in directions
+    assert set(output.pop("stderr")) == set(directions)
+    assert output.pop("bootstrap")["resamples"] > 0
+    return output

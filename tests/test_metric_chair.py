@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.api import METRICS, ScoringContext, ScoringError
+from conftest import run_scores
+from eval.api import ScoringContext, ScoringError
 from eval.metrics.chair import caption_objects, read_captions, score_captions
 from pipeline.schema import to_table
 
@@ -57,7 +58,7 @@ def test_run_path_equals_file_path(tmp_path):
     rows.append({"run_id": "r", "sample_id": "x", "benchmark": "chair", "model": "m", "method": "greedy",
                  "metadata": json.dumps({"image_id": 1}), "error": "CUDA OOM"})
     (tmp_path / "annotations").symlink_to(COCO)
-    from_run = METRICS.get("chair")().score_run(to_table(rows), ScoringContext(tmp_path, tmp_path))
+    from_run = run_scores("chair", to_table(rows), ScoringContext(tmp_path, tmp_path))
     from_file = score_captions(pairs, COCO)
     assert from_run.pop("n_errors") == 1
     assert from_run == from_file

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.api import METRICS, ScoringContext, ScoringError
+from conftest import run_scores
+from eval.api import ScoringContext, ScoringError
 from eval.metrics.mme import parse_answer, read_results, score_tasks
 from pipeline.schema import to_table
 
@@ -45,6 +46,6 @@ def test_run_path_equals_file_path():
             rows.append({"run_id": "r", "sample_id": f"{task}-{i}", "benchmark": "mme", "model": "m",
                          "method": "greedy", "output_text": response.rstrip("\n"),
                          "metadata": json.dumps({"task": task, "image": image, "question": question, "gt": gt})})
-    from_run = METRICS.get("mme")().score_run(to_table(rows), ScoringContext(Path("."), Path(".")))
+    from_run = run_scores("mme", to_table(rows), ScoringContext(Path("."), Path(".")))
     assert from_run.pop("n_errors") == 0
     assert from_run == score_tasks(read_results(FIXTURES))

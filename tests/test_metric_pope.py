@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.api import METRICS, ScoringContext, ScoringError
+from conftest import run_scores
+from eval.api import ScoringContext, ScoringError
 from eval.metrics.pope import parse_answer, read_answers, read_labels, score_answers
 from pipeline.schema import to_table
 
@@ -50,6 +51,6 @@ def test_run_path_equals_file_path_and_reports_error_rows():
              "output_text": answers[q["question_id"]]} for q in questions]
     rows.append({"run_id": "r", "sample_id": "q7", "benchmark": "pope", "model": "m", "method": "greedy",
                  "metadata": json.dumps({"question_id": "q7", "label": "no"}), "error": "timeout"})
-    from_run = METRICS.get("pope")().score_run(to_table(rows), ScoringContext(Path("."), Path(".")))
+    from_run = run_scores("pope", to_table(rows), ScoringContext(Path("."), Path(".")))
     assert from_run.pop("n_errors") == 1 and from_run.pop("unanswered") == ["q7"]
     assert from_run == score_answers(read_labels(FIXTURES / "pope_questions.jsonl"), list(answers.items()))

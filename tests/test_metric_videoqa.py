@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.api import METRICS, ScoringContext
+from conftest import run_scores
+from eval.api import ScoringContext
 from eval.judges import make_judge, messages, parse_reply, JudgeError
 from eval.metrics.videoqa import JUDGE_CACHE_FILE, read_predictions, score_generation, score_qa
 from pipeline.schema import to_table
@@ -118,7 +119,7 @@ def test_run_path_uses_the_runs_judge_and_caches_in_the_run_folder(tmp_path):
         for item in items
     ]
     context = ScoringContext(benchmark_root=tmp_path / "benchmark", run_dir=tmp_path, judge=f"replay:{REPLAY}")
-    from_run = METRICS.get("videoqa")().score_run(to_table(rows), context)
+    from_run = run_scores("videoqa", to_table(rows), context)
     from_file = score_qa(items, f"replay:{REPLAY}", tmp_path / "file.judged.jsonl")
     assert {k: from_run[k] for k in ("accuracy", "average_score", "yes", "no", "n")} == {
         k: from_file[k] for k in ("accuracy", "average_score", "yes", "no", "n")

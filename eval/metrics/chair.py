@@ -37,9 +37,8 @@ from typing import Any, Iterable
 
 import nltk
 import pyarrow as pa
-
 from eval import nlp
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
 from eval.io import cache_dir, read_records, require
 from eval.metrics._rows import split_rows
 
@@ -189,10 +188,19 @@ def ground_truth(annotations: str | Path, tagger: str = "auto") -> dict[int, lis
     return truth
 
 
+def caption_outcome(image_id: int, caption: str, truth: dict[int, list[str]], tagger: str) -> dict[str, Any]:
+    """One caption's CHAIR outcome: mentioned and hallucinated objects, ground truth, length."""
+    found = caption_objects(caption, tagger)
+    gt = truth.get(image_id, [])
+    return {"image_id": image_id, "caption": caption, "mentioned": found.objects,
+            "hallucinated": [name for name in found.objects if name not in gt], "gt_objects": gt,
+            "n_words": found.n_words}
+
+
 def score_captions(
     captions: Iterable[tuple[int, str]], annotations: str | Path, tagger: str = "auto"
 ) -> dict[str, Any]:
-    """Scores (image_id, caption) pairs; the one function both the CLI and runs go through.
+    """Scores (image_id, caption) pairs; the function both the CLI and runs go through.
 
     Returns:
         chair_s, chair_i, recall, avg_len, n_captions, tagger, nltk, per_caption. chair_i is
@@ -201,33 +209,27 @@ def score_captions(
     """
     truth = ground_truth(annotations, tagger)
     tagger_name, _ = nlp.pos_tagger(tagger)
-    per_caption = []
-    n_hallucinated_captions = n_mentions = n_hallucinated = n_words = 0
-    n_gt = n_gt_recalled = 0
-    for image_id, caption in captions:
-        found = caption_objects(caption, tagger_name)
-        gt = truth.get(image_id, [])
-        hallucinated = [name for name in found.objects if name not in gt]
-        n_mentions += len(found.objects)
-        n_hallucinated += len(hallucinated)
-        n_hallucinated_captions += bool(hallucinated)
-        n_words += found.n_words
-        n_gt += len(gt)
-        n_gt_recalled += len(set(found.objects) & set(gt))
-        per_caption.append({"image_id": image_id, "caption": caption, "mentioned": found.objects,
-                            "hallucinated": hallucinated, "gt_objects": gt})
-    n = len(per_caption)
+    return chair_scores([caption_outcome(image_id, caption, truth, tagger_name) for image_id, caption in captions],
+                        tagger_name)
+
+
+def chair_scores(outcomes: list[dict[str, Any]], tagger: str) -> dict[str, Any]:
+    """CHAIR_s, CHAIR_i, recall and avg_len of caption outcomes (see caption_outcome)."""
+    n = len(outcomes)
     if n == 0:
         raise ScoringError("no captions to score")
+    n_mentions = sum(len(o["mentioned"]) for o in outcomes)
+    n_gt = sum(len(o["gt_objects"]) for o in outcomes)
     return {
-        "chair_s": n_hallucinated_captions / n,
-        "chair_i": n_hallucinated / n_mentions if n_mentions else None,
-        "recall": n_gt_recalled / n_gt if n_gt else None,
-        "avg_len": n_words / n,
+        "chair_s": sum(bool(o["hallucinated"]) for o in outcomes) / n,
+        "chair_i": sum(len(o["hallucinated"]) for o in outcomes) / n_mentions if n_mentions else None,
+        "recall": sum(len(set(o["mentioned"]) & set(o["gt_objects"])) for o in outcomes) / n_gt if n_gt else None,
+        "avg_len": sum(o["n_words"] for o in outcomes) / n,
         "n_captions": n,
-        "tagger": tagger_name,
+        "tagger": tagger,
         "nltk": nltk.__version__,
-        "per_caption": per_caption,
+        "per_caption": [{key: o[key] for key in ("image_id", "caption", "mentioned", "hallucinated", "gt_objects")}
+                        for o in outcomes],
     }
 
 
@@ -257,13 +259,32 @@ def run_captions(generations: pa.Table) -> tuple[list[tuple[int, str]], int]:
     return pairs, len(failed)
 
 
-@METRICS.register("chair")
-class ChairMetric:
-    """CHAIR over a run's captions; error rows are counted in n_errors and not scored."""
+def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, Any]]:
+    """Per-sample CHAIR outcomes of a run; an error row's outcome is marked and not scored."""
+    truth = ground_truth(context.benchmark_root, context.tagger)
+    tagger_name, _ = nlp.pos_tagger(context.tagger)
+    outcomes = []
+    for row, meta in rows:
+        if row.get("error") is not None:
+            outcomes.append({"scored": False})
+            continue
+        image_id = _image_id(meta.get("image_id"), f"sample {row['sample_id']}")
+        outcomes.append({**caption_outcome(image_id, row["output_text"] or "", truth, tagger_name),
+                         "tagger": tagger_name, "scored": True})
+    return outcomes
 
-    name = "chair"
-    higher_is_better = {"chair_s": False, "chair_i": False, "recall": True}
 
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        pairs, n_errors = run_captions(generations)
-        return {**score_captions(pairs, context.benchmark_root, context.tagger), "n_errors": n_errors}
+def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """CHAIR over the scored outcomes; error rows are counted in n_errors."""
+    scored = [o for o in outcomes if o["scored"]]
+    tagger = scored[0]["tagger"] if scored else nlp.pos_tagger("auto")[0]
+    return {**chair_scores(scored, tagger), "n_errors": len(outcomes) - len(scored)}
+
+
+METRICS.register("chair")(Metric(
+    name="chair",
+    description="CHAIR_s, CHAIR_i, recall and length of captions (OPERA's chair.py); error rows left out.",
+    per_sample=run_outcomes,
+    aggregate=aggregate,
+    higher_is_better={"chair_s": False, "chair_i": False, "recall": True},
+))

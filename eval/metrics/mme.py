@@ -20,10 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from eval.api import METRICS, ScoringContext, ScoringError
-from eval.metrics._rows import split_rows
+from eval.api import METRICS, Metric, ScoringError, per_row
 
 EVAL_TYPES = {
     "perception": ["existence", "count", "position", "color", "posters", "celebrity", "scene",
@@ -103,20 +100,35 @@ def read_results(directory: str | Path) -> dict[str, tuple[list[Item], str]]:
     return tasks
 
 
-@METRICS.register("mme")
-class MmeMetric:
-    """MME over a run: task, image, question and gt from each row's metadata."""
+def sample_outcome(row: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """One run row's MME outcome; an error row answers "other" (wrong), as in score_run before."""
+    failed = row.get("error") is not None
+    pred = "other" if failed else parse_answer((row["output_text"] or "").lower())
+    gt = str(metadata["gt"])
+    return {"task": metadata["task"], "image": metadata["image"], "question": metadata["question"], "gt": gt,
+            "pred": pred, "correct": pred == gt.lower(), "failed": failed,
+            "pair": f"{metadata['task']}/{metadata['image']}"}
 
-    name = "mme"
-    higher_is_better = {"perception": True, "cognition": True, "total": True}
 
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        rows, failed = split_rows(generations)
-        grouped: dict[str, dict[str, list[Item]]] = {}
-        for row, meta in rows + failed:
-            response = (row["output_text"] or "") if row.get("error") is None else ""
-            item = (meta["image"], meta["question"], meta["gt"], response)
-            grouped.setdefault(meta["task"], {}).setdefault(meta["image"], []).append(item)
-        tasks = {task: ([item for image_items in images.values() for item in image_items], f"task {task}")
-                 for task, images in grouped.items()}
-        return {**score_tasks(tasks), "n_errors": len(failed)}
+def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """MME's scores of outcomes, grouped by task and image (the two questions of an image pair).
+
+    The prediction stands in for the response: parse_answer maps "yes", "no" and "other" to
+    themselves, so the scores are those of the responses.
+    """
+    grouped: dict[str, dict[str, list[Item]]] = {}
+    for o in outcomes:
+        grouped.setdefault(o["task"], {}).setdefault(o["image"], []).append((o["image"], o["question"], o["gt"], o["pred"]))
+    tasks = {task: ([item for image_items in images.values() for item in image_items], f"task {task}")
+             for task, images in grouped.items()}
+    return {**score_tasks(tasks), "n_errors": sum(o["failed"] for o in outcomes)}
+
+
+METRICS.register("mme")(Metric(
+    name="mme",
+    description="MME perception and cognition (acc + acc+ per task, 0-200 each); an error row is a wrong answer.",
+    per_sample=per_row(sample_outcome),
+    aggregate=aggregate,
+    higher_is_better={"total": True, "perception": True, "cognition": True},
+    cluster="pair",
+))

@@ -16,11 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-import pyarrow as pa
-
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import METRICS, Metric, ScoringError, per_row
 from eval.io import read_records, require
-from eval.metrics._rows import split_rows
 
 NEGATIVE_WORDS = ("No", "not", "no")
 
@@ -58,6 +55,11 @@ def score_answers(labels: dict[Any, str], answers: Iterable[tuple[Any, str]]) ->
     missing = [qid for qid in labels if qid not in seen]
     if missing:
         raise ScoringError(f"no answer for question_id {missing[0]!r} ({len(missing)} unanswered)")
+    return pope_scores(per_item)
+
+
+def pope_scores(per_item: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1, yes-ratio and counts of {question_id, pred, label} items."""
     if not per_item:
         raise ScoringError("no answers to score")
     # The reference maps every label other than 'no' to yes.
@@ -97,16 +99,27 @@ def read_answers(path: str | Path) -> list[tuple[Any, str]]:
     return answers
 
 
-@METRICS.register("pope")
-class PopeMetric:
-    """POPE over a run: labels and question ids from each row's metadata."""
+def sample_outcome(row: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """One run row's POPE outcome: its label, and its prediction and correctness when answered."""
+    answered = row.get("error") is None
+    pred = parse_answer(row["output_text"] or "") if answered else None
+    label = metadata.get("label")
+    return {"question_id": metadata.get("question_id"), "label": label, "pred": pred,
+            "correct": (pred == "yes") == (label != "no") if answered else None}
 
-    name = "pope"
-    higher_is_better = {"accuracy": True, "precision": True, "recall": True, "f1": True}
 
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        rows, failed = split_rows(generations)
-        labels = {meta["question_id"]: meta["label"] for _, meta in rows}
-        answers = [(meta["question_id"], row["output_text"] or "") for row, meta in rows]
-        return {**score_answers(labels, answers), "n_errors": len(failed),
-                "unanswered": [meta.get("question_id") for _, meta in failed]}
+def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """POPE's scores over the answered outcomes; error rows are reported as unanswered."""
+    answered = [o for o in outcomes if o["pred"] is not None]
+    per_item = [{"question_id": o["question_id"], "pred": o["pred"], "label": o["label"]} for o in answered]
+    return {**pope_scores(per_item), "n_errors": len(outcomes) - len(answered),
+            "unanswered": [o["question_id"] for o in outcomes if o["pred"] is None]}
+
+
+METRICS.register("pope")(Metric(
+    name="pope",
+    description="POPE accuracy, precision, recall, F1 and yes-ratio; an error row is unanswered, not yes.",
+    per_sample=per_row(sample_outcome),
+    aggregate=aggregate,
+    higher_is_better={"f1": True, "accuracy": True, "precision": True, "recall": True},
+))

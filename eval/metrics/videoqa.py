@@ -17,12 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
 from eval.io import read_records, require
 from eval.judges import JudgeCache, judge_all, make_judge
-from eval.metrics._rows import split_rows
 
 CRITERIA = ("correctness", "detail", "context", "temporal", "consistency")
 """The 5 video text-generation criteria (Video-ChatGPT's benchmark), in its order."""
@@ -51,16 +48,40 @@ def score_qa(items: list[dict[str, Any]], judge_spec: str, cache: Path, backoff_
 
     `backoff_s` is the first retry's wait after a failed judgement (it doubles per retry).
     """
+    return aggregate_qa(qa_outcomes(items, judge_spec, cache, backoff_s))
+
+
+def qa_outcomes(items: list[dict[str, Any]], judge_spec: str, cache: Path, backoff_s: float = 1.0) -> list[dict[str, Any]]:
+    """Each item's judge verdict: {id, judged, verdict (yes|no|None), score, judge_error, judge}."""
     judge, judged, unjudged = _judged_items(judge_spec, "qa", items, cache, backoff_s)
-    yes = sum("yes" in str(j["pred"]).lower() for j in judged.values())
-    no = sum("yes" not in str(j["pred"]).lower() and "no" in str(j["pred"]).lower() for j in judged.values())
-    scores = [int(j["score"]) for j in judged.values()]
+    outcomes = []
+    for item in items:
+        key = str(item["id"])
+        reply = judged.get(key) or judged.get(item["id"])
+        if reply is None:
+            error = unjudged.get(key, unjudged.get(item["id"]))
+            outcomes.append({"id": key, "judged": False, "verdict": None, "score": None, "judge_error": error,
+                             "judge": judge.spec})
+            continue
+        pred = str(reply["pred"]).lower()
+        verdict = "yes" if "yes" in pred else "no" if "no" in pred else None
+        outcomes.append({"id": key, "judged": True, "verdict": verdict, "score": int(reply["score"]),
+                         "judge_error": None, "judge": judge.spec})
+    return outcomes
+
+
+def aggregate_qa(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Video-ChatGPT's accuracy (yes / (yes + no)) and mean score over the judged outcomes."""
+    judged = [o for o in outcomes if o["judged"]]
+    yes = sum(o["verdict"] == "yes" for o in judged)
+    no = sum(o["verdict"] == "no" for o in judged)
+    scores = [o["score"] for o in judged]
     return {
         "accuracy": yes / (yes + no) if yes + no else None,
         "average_score": sum(scores) / len(scores) if scores else None,
-        "yes": yes, "no": no, "n": len(judged), "n_unjudged": len(unjudged),
-        "unjudged": [{"id": i, "error": e} for i, e in unjudged.items()],
-        "judge": judge.spec,
+        "yes": yes, "no": no, "n": len(judged), "n_unjudged": len(outcomes) - len(judged),
+        "unjudged": [{"id": o["id"], "error": o["judge_error"]} for o in outcomes if not o["judged"]],
+        "judge": outcomes[0]["judge"] if outcomes else None,
     }
 
 
@@ -98,27 +119,31 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     return items
 
 
-def run_items(generations: pa.Table) -> tuple[list[dict[str, Any]], int]:
-    """Items from a run's rows without error (metadata {id, question, answer}), and n_errors."""
-    rows, failed = split_rows(generations)
-    items = [{"id": meta["id"], "question": meta["question"],
-              "answer": meta.get("answer", row.get("reference")), "pred": row["output_text"] or ""}
-             for row, meta in rows]
-    return items, len(failed)
-
-
 JUDGE_CACHE_FILE = "videoqa.judged.jsonl"
 
 
-@METRICS.register("videoqa")
-class VideoQaMetric:
-    """Video QA over a run, judged by the run's `scoring.judge`; the judged replies are cached
-    in the run folder, so re-scoring a run never asks the judge twice."""
+def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, Any]]:
+    """Judge verdicts of a run's rows, cached in the run folder (a re-score never asks twice);
+    error rows are not judged and count in n_errors."""
+    items = [{"id": meta["id"], "question": meta["question"], "answer": meta.get("answer", row.get("reference")),
+              "pred": row["output_text"] or ""} for row, meta in rows if row.get("error") is None]
+    verdicts = iter(qa_outcomes(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE))
+    return [next(verdicts) | {"failed": False} if row.get("error") is None else
+            {"id": str(meta.get("id")), "judged": False, "verdict": None, "score": None, "judge_error": None,
+             "judge": context.judge, "failed": True}
+            for row, meta in rows]
 
-    name = "videoqa"
-    higher_is_better = {"accuracy": True, "average_score": True}
 
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        items, n_errors = run_items(generations)
-        cache = Path(context.run_dir) / JUDGE_CACHE_FILE
-        return {**score_qa(items, context.judge, cache), "n_errors": n_errors}
+def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Video QA scores of the rows that generated; error rows are counted, never judged."""
+    generated = [o for o in outcomes if not o["failed"]]
+    return {**aggregate_qa(generated), "n_errors": len(outcomes) - len(generated)}
+
+
+METRICS.register("videoqa")(Metric(
+    name="videoqa",
+    description="Video QA accuracy and mean score (0-5) from an LLM judge, as Video-ChatGPT scores them.",
+    per_sample=run_outcomes,
+    aggregate=aggregate,
+    higher_is_better={"accuracy": True, "average_score": True},
+))
