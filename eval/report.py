@@ -1,9 +1,11 @@
 """The report of a scored run: `report.md` and a self-contained `report.html` in the run folder.
 
-Both show the scores table and the per-benchmark breakdown (e.g. MME per task, POPE's confusion
-counts). The HTML page adds the saliency-vs-hallucination plot (CHAIR runs that recorded
-saliency) and example outputs: CHAIR captions with each object word underlined green (in the
-image) or red (hallucinated), and each generated token shaded by its saliency when recorded.
+Both show the scores (each headline score with its direction and bootstrap standard error),
+the per-benchmark breakdown (e.g. MME per task) and example outputs in sample-id order with
+each sample's outcome from samples.parquet (POPE: label, prediction, correct; MME: gt,
+prediction; judges: verdict and score). The sections fit the benchmark: only CHAIR runs get
+the saliency-vs-hallucination plot and captions with each object word underlined green (in
+the image) or red (hallucinated), each generated token shaded by its saliency when recorded.
 """
 
 from __future__ import annotations
@@ -24,28 +26,42 @@ from eval.html.page import (
     new_figure,
     render_page,
 )
-from eval.metrics.saliency_bins import object_tokens, score_saliency_bins
-from eval.scoring import load_scores
+from eval.scoring import DESCRIPTIVE_KEYS, load_scores, read_samples
 from pipeline.schema import read_generations
 
 REPORT_FILE = "report.md"
 HTML_FILE = "report.html"
-EXAMPLES = 3
-_SCORE_COLUMNS = ("metric", "score", "value")
+EXAMPLES = 3  # CHAIR captions, shown in full
+EXAMPLE_ROWS = 10  # short answers, shown as a table
+_SCORE_COLUMNS = ("metric", "score", "value", "stderr", "better")
+# Outcome fields too bulky or repetitive for the examples table (they stay in samples.parquet).
+_HIDDEN_OUTCOME_FIELDS = ("caption", "gt_objects", "tagger", "scored", "failed", "judge", "pair", "question", "image")
 
 
 def headline_scores(metric_output: dict[str, Any]) -> dict[str, Any]:
-    """The scalar entries of a metric's output (per-item lists and nested tables left out)."""
-    return {k: v for k, v in metric_output.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    """The scalar entries of a metric's output (per-item lists, nested tables and the entries
+    that describe the scores, such as `primary`, left out)."""
+    return {k: v for k, v in metric_output.items()
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k not in DESCRIPTIVE_KEYS}
+
+
+def direction(metric_output: dict[str, Any], key: str) -> str:
+    """↑ / ↓ for a score whose metric declares higher_is_better, else blank."""
+    return {True: "↑", False: "↓"}.get(metric_output.get("higher_is_better", {}).get(key), "")
 
 
 def score_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
-    """(metric, score, value) rows of every headline score."""
-    return [
-        {"metric": metric, "score": key, "value": value}
-        for metric, output in scores["metrics"].items()
-        for key, value in headline_scores(output).items()
-    ]
+    """(metric, score, value, stderr, better) rows of every scalar score; headline scores
+    (those with a direction) first, then counts and labels."""
+    rows = []
+    for metric, output in scores["metrics"].items():
+        stderr = output.get("stderr", {})
+        values = headline_scores(output)
+        ordered = [k for k in output.get("higher_is_better", {}) if k in values] + [
+            k for k in values if k not in output.get("higher_is_better", {})]
+        rows += [{"metric": metric, "score": key, "value": values[key], "stderr": stderr.get(key),
+                  "better": direction(output, key)} for key in ordered]
+    return rows
 
 
 def breakdown_rows(scores: dict[str, Any]) -> list[dict[str, Any]]:
@@ -77,13 +93,39 @@ def render_markdown(run_dir: Path) -> str:
     if breakdown:
         columns = list(dict.fromkeys(k for row in breakdown for k in row))
         lines += ["", "## Breakdown", ""] + markdown_table(breakdown, columns)
-    table = read_generations(run_dir, columns=["sample_id", "prompt", "output_text", "error"])
-    rows = table.slice(0, EXAMPLES).to_pylist()
-    lines += ["", f"## First {len(rows)} outputs", ""]
-    for row in rows:
-        answer = row["output_text"] if row["error"] is None else f"ERROR: {row['error']}"
-        lines += [f"**{row['sample_id']}**: {row['prompt']}", "", f"> {answer}", ""]
-    return "\n".join(lines)
+    rows, columns = example_rows(run_dir, EXAMPLE_ROWS)
+    lines += ["", f"## First {len(rows)} samples (by sample id)", ""]
+    lines += markdown_table([{k: _markdown_cell(v) for k, v in row.items()} for row in rows], columns)
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_cell(value: Any) -> Any:
+    if isinstance(value, str):
+        return " ".join(value.split()).replace("|", "\\|")
+    return ", ".join(map(str, value)) if isinstance(value, list) else value
+
+
+def example_rows(run_dir: Path, limit: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """The first `limit` samples by sample id: prompt, output (or error) and every metric's
+    outcome fields from samples.parquet; and the columns to show."""
+    generations = read_generations(run_dir, columns=["sample_id", "prompt", "output_text", "error"])
+    first = sorted(generations.to_pylist(), key=lambda r: r["sample_id"])[:limit]
+    samples = read_samples(run_dir)
+    outcomes = {}
+    if samples is not None:
+        wanted = {r["sample_id"] for r in first}
+        outcomes = {r["sample_id"]: r for r in samples.to_pylist() if r["sample_id"] in wanted}
+    rows, columns = [], ["sample_id", "prompt", "output"]
+    for row in first:
+        shown = {"sample_id": row["sample_id"], "prompt": row["prompt"] or "",
+                 "output": row["output_text"] if row["error"] is None else f"ERROR: {row['error']}"}
+        for key, value in outcomes.get(row["sample_id"], {}).items():
+            if key != "sample_id" and key.split(".", 1)[1] not in _HIDDEN_OUTCOME_FIELDS:
+                shown[key] = value
+                if key not in columns:
+                    columns.append(key)
+        rows.append(shown)
+    return rows, columns
 
 
 def benchmark_root(run_dir: Path) -> Path | None:
@@ -108,8 +150,8 @@ def saliency_bins_uri(bins: list[dict[str, Any]], title: str) -> str:
 
 
 def _saliency_section(run_dir: Path, scores: dict[str, Any]) -> str:
-    if "chair" not in scores["metrics"]:
-        return '<p class="muted">Saliency vs hallucination needs CHAIR captions; this run has none.</p>'
+    from eval.metrics.saliency_bins import score_saliency_bins
+
     root = benchmark_root(run_dir)
     saliency = read_generations(run_dir, columns=["saliency"]).column("saliency")
     if root is None or saliency.null_count == len(saliency):
@@ -139,11 +181,14 @@ def _token_spans(row: dict[str, Any], marks: dict[int, bool], top: float) -> str
     return "".join(parts)
 
 
-def _examples_section(run_dir: Path, scores: dict[str, Any]) -> str:
+def _captions_section(run_dir: Path, scores: dict[str, Any]) -> str:
+    """CHAIR captions (first by sample id) with object words marked and tokens shaded by saliency."""
+    from eval.metrics.saliency_bins import object_tokens
+
     table = read_generations(
         run_dir, columns=["sample_id", "prompt", "output_text", "token_offsets", "saliency", "metadata", "error"]
     )
-    rows = [row for row in table.to_pylist() if row["error"] is None][:EXAMPLES]
+    rows = sorted((row for row in table.to_pylist() if row["error"] is None), key=lambda r: r["sample_id"])[:EXAMPLES]
     chair = scores["metrics"].get("chair")
     captions = {item["image_id"]: item for item in chair["per_caption"]} if chair else {}
     top = max((max(r["saliency"]) for r in rows if r["saliency"]), default=0.0)
@@ -176,8 +221,11 @@ def render_html(run_dir: Path) -> str:
     breakdown = breakdown_rows(scores)
     if breakdown:
         sections.append(("Breakdown", html_table(breakdown, list(dict.fromkeys(k for r in breakdown for k in r)))))
-    sections.append(("Saliency vs hallucination", _saliency_section(run_dir, scores)))
-    sections.append(("Example outputs", _examples_section(run_dir, scores)))
+    if "chair" in scores["metrics"]:
+        sections.append(("Saliency vs hallucination", _saliency_section(run_dir, scores)))
+        sections.append(("Example captions", _captions_section(run_dir, scores)))
+    rows, columns = example_rows(run_dir, EXAMPLE_ROWS)
+    sections.append((f"First {len(rows)} samples (by sample id)", html_table(rows, columns)))
     return render_page(f"halleval run {scores['run_id']}", sections)
 
 

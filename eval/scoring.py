@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 SCORES_FILE = "scores.json"
 SAMPLES_FILE = "samples.parquet"
 BOOTSTRAP_SEED = 0
+DESCRIPTIVE_KEYS = ("higher_is_better", "primary", "stderr", "bootstrap")
+"""The entries `evaluate` adds to every metric's output, describing its scores."""
 
 
 @dataclass

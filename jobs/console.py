@@ -43,8 +43,9 @@ def quiet_ray_data() -> None:
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    logging.getLogger("ray").setLevel(logging.WARNING)
+    # ERROR: Ray Data warns that the progress bars it was told to disable are disabled.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    logging.getLogger("ray").setLevel(logging.ERROR)
 
 
 def duration(seconds: float | None) -> str:

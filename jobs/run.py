@@ -44,7 +44,7 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
         yield
         return
     address = os.environ.get("RAY_ADDRESS")
-    quiet = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.WARNING}
+    quiet = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.ERROR}
     if address:
         ray.init(address=address, **quiet)
     else:
@@ -252,15 +252,17 @@ def write_flag_grid(name: str, configs: list[RunConfig], axes: dict[str, list[An
     """Writes the grid file equivalent to the flags, so `halleval grid FILE` reproduces the runs.
 
     Its base is the first run's resolved config (every default written out) without the axis
-    sections, and each axis lists its sections as the runs resolved them (`--set` included).
+    sections; each axis lists its sections as the runs resolved them (`--set` included), with
+    only the keys that differ from the defaults, so the grid's labels stay short.
     """
-    dumps = [config.model_dump(mode="json") for config in configs]
-    resolved = {key: [] for key in axes}
-    for dump in dumps:
+    resolved: dict[str, list[Any]] = {key: [] for key in axes}
+    for config in configs:
         for key, values in resolved.items():
-            if dump[key] not in values:
-                values.append(dump[key])
-    base = {key: value for key, value in dumps[0].items() if key not in axes}
+            section = getattr(config, key)
+            value = {"name": section.name, **section.model_dump(mode="json", exclude_defaults=True)}
+            if value not in values:
+                values.append(value)
+    base = {key: value for key, value in configs[0].model_dump(mode="json").items() if key not in axes}
     path = Path(configs[0].output_dir) / "grids" / name / "grid.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"name": name, "base": base, "axes": resolved}, sort_keys=False))
@@ -291,9 +293,10 @@ def _handle(args: argparse.Namespace) -> int:
 
 def _handle_many(args: argparse.Namespace, configs: list[RunConfig], axes: dict[str, list[Any]]) -> int:
     """Several runs from flags: one grid, so runs of one model share its load on every actor."""
+    from eval.leaderboard import write_leaderboard
+    from eval.scoring import load_scores
     from jobs.grid import run_grid
     from jobs.grid_config import load_grid
-    from eval.scoring import load_scores
 
     digest = hashlib.sha256(json.dumps([c.run_id for c in configs]).encode()).hexdigest()[:8]
     name = args.name or f"run-{digest}"
@@ -302,8 +305,10 @@ def _handle_many(args: argparse.Namespace, configs: list[RunConfig], axes: dict[
     result = run_grid(grid, source=str(path))
     for cell in result.cells:
         print_scores(load_scores(cell.config.run_dir))
+    write_leaderboard([cell.config.run_dir for cell in result.cells], result.grid_dir)
     print(f"\n{len(result.cells)} runs, {result.n_generated} samples generated in {result.seconds:.0f}s")
-    print(f"wrote {result.grid_dir}/ (grid.yaml: the same runs as a grid file, grid.md, grid.html)")
+    print(f"wrote {result.grid_dir}/: grid.yaml (the same runs as a grid file: halleval grid {path}), "
+          "leaderboard.md/.html, grid.md/.html")
     return 0
 
 

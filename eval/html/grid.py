@@ -1,7 +1,9 @@
 """The report of an ablation grid: grid.md (the table) and grid.html (table and plots).
 
-Plots, each drawn only when the grid has the cells for it:
-- CHAIR_s and POPE F1 heatmaps over alpha x beta, one panel per model;
+The table links every cell to its run report. Plots, each drawn only when the grid has the
+cells for it:
+- a heatmap over alpha x beta of each metric's primary score (the metric says which, e.g.
+  CHAIR_s for CHAIR, F1 for POPE), one panel per model;
 - the alpha trade-off (the paper's Figure 4): CHAIR_s, CHAIR_i and recall against alpha with
   the per-sample latency on a second axis, per model, at the model's smallest beta;
 - hallucination rate per saliency bin per method, pooled over the method's CHAIR cells that
@@ -16,7 +18,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from eval.api import METRICS, Metric
 from eval.html.page import (
+    Link,
     figure_data_uri,
     html_table,
     img,
@@ -117,6 +121,17 @@ def saliency_bins_by_method(output_dir: Path, rows: list[dict[str, Any]]) -> dic
     return pooled
 
 
+def primary_columns(table: pa.Table) -> list[tuple[str, str]]:
+    """(column, title) of each metric's primary score among the grid's `<metric>.<score>` columns."""
+    found = []
+    for metric in dict.fromkeys(c.split(".", 1)[0] for c in table.column_names if "." in c and ":" not in c):
+        entry = METRICS.get(metric) if metric in METRICS else None
+        if isinstance(entry, Metric) and f"{metric}.{entry.primary}" in table.column_names:
+            arrow = "↑" if entry.higher_is_better[entry.primary] else "↓"
+            found.append((f"{metric}.{entry.primary}", f"{metric} {entry.primary} {arrow}"))
+    return found
+
+
 def write_grid_report(grid_dir: Path, name: str, table: pa.Table) -> Path:
     """Writes grid.md and grid.html for a grid.parquet table; returns the HTML path.
 
@@ -126,13 +141,15 @@ def write_grid_report(grid_dir: Path, name: str, table: pa.Table) -> Path:
         table: the grid.parquet table.
     """
     rows = table.to_pylist()
-    columns = table_columns(table)
+    columns = ["run"] + table_columns(table)
+    linked = [{**row, "run": Link(row["run_id"], f"../../{row['run_id']}/report.html")} for row in rows]
     (grid_dir / "grid.md").write_text("\n".join(
         [f"# halleval grid `{name}`", "", f"{len(rows)} cells; plots in grid.html.", ""]
-        + markdown_table(rows, columns)
+        + markdown_table(linked, columns)
     ) + "\n")
-    sections = [("Cells", html_table(rows, columns))]
-    for column, title in (("chair.chair_s", "CHAIR_s"), ("pope.f1", "POPE F1")):
+    sections = [("Cells", html_table(linked, columns))]
+    swept = len({r["alpha"] for r in rows}) > 1 or len({r["beta"] for r in rows}) > 1
+    for column, title in primary_columns(table) if swept else []:
         uri = heatmap_uri(rows, column, title)
         if uri:
             sections.append((f"{title} over α × β", img(uri, f"{title} heatmap")))

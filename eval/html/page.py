@@ -11,15 +11,19 @@ import base64
 import html
 import io
 import math
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
-th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; vertical-align: top; }
+th { background: #f3f3f3; position: sticky; top: 0; } td.text, th.text { text-align: left; }
+td.text { max-width: 28rem; overflow-wrap: break-word; } td.link { white-space: nowrap; text-align: left; }
+a { color: #1f5fa8; }
 img.plot { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 .caption { line-height: 2; margin: 0.5rem 0 1rem; padding: 0.5rem; background: #fafafa; }
 .tok { padding: 0.1rem 0; border-radius: 2px; }
@@ -29,30 +33,49 @@ img.plot { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 """
 
 
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to another page (a run's report from a leaderboard or grid)."""
+
+    text: str
+    href: str
+
+
 def fmt(value: Any) -> str:
-    """A cell's text: floats to 4 decimals, None and NaN as an en dash."""
+    """A cell's text: floats to 4 decimals, None and NaN as an en dash, lists comma-joined."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
         return f"{value:.4f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) for v in value)
+    if isinstance(value, Link):
+        return value.text
     return str(value)
 
 
 def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """An HTML table of `columns` from row dicts; text columns are left-aligned."""
-    def cell(tag: str, value: Any) -> str:
-        kind = "text" if isinstance(value, str) else "num"
-        return f'<{tag} class="{kind}">{html.escape(fmt(value))}</{tag}>'
+    """An HTML table of `columns` from row dicts, in a horizontally scrolling box; text columns
+    are left-aligned and Link cells are links."""
+    def cell(value: Any) -> str:
+        kind = "link" if isinstance(value, Link) else "text" if isinstance(value, (str, list)) else "num"
+        text = html.escape(fmt(value))
+        if isinstance(value, Link):
+            text = f'<a href="{html.escape(value.href)}">{text}</a>'
+        return f'<td class="{kind}">{text}</td>'
 
     head = "".join(f'<th class="text">{html.escape(c)}</th>' for c in columns)
-    body = "".join("<tr>" + "".join(cell("td", row.get(c)) for c in columns) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    body = "".join("<tr>" + "".join(cell(row.get(c)) for c in columns) + "</tr>" for row in rows)
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
-    """The same table as Markdown lines."""
+    """The same table as Markdown lines (Link cells as Markdown links)."""
+    def cell(value: Any) -> str:
+        return f"[{value.text}]({value.href})" if isinstance(value, Link) else fmt(value)
+
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
     return lines
 
 
