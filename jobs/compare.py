@@ -24,7 +24,7 @@ def _handle(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
-        help="leaderboard of scored runs: model x method x benchmark, with 95% intervals",
+        help="leaderboard of scored runs: model x method x benchmark, with confidence intervals",
         description="Compare scored runs: one row per model and method, one column per benchmark "
         "and metric (its primary score ± 1.96 bootstrap standard errors), the best marked, every "
         "cell linked to its run report. Also `halleval report <folder of runs>`.",

@@ -111,7 +111,7 @@ def test_run_report_shows_scores_saliency_plot_and_highlighted_captions(local_ra
     assert "http://" not in html and "https://" not in html  # self-contained
     assert html.count('class="tok') >= 12 and "rgba(33, 102, 172" in html  # saliency as colour
     result = _check(page, tmp_path, n_images=1)
-    for heading in ("Scores", "Saliency vs hallucination", "Example outputs"):
+    for heading in ("Scores", "Saliency vs hallucination", "Example captions", "samples (by sample id)"):
         assert heading in result["text"]
     assert "chair_s" in result["text"]
     scores = json.loads((config.run_dir / "scores.json").read_text())
