@@ -280,6 +280,10 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         base, axes = flag_runs(args)
         configs = expand(base, axes, overrides, source="halleval run flags")
+    if args.track:
+        from jobs.tracking import tracking_uri
+
+        tracking_uri(args.track)  # a bad target fails now, not after the runs
     for config in configs:
         check_run(config)
     if len(configs) == 1 or not flags:
@@ -287,11 +291,17 @@ def _handle(args: argparse.Namespace) -> int:
             scores = execute(configs[0])
         print_scores(scores)
         print(f"\nwrote {configs[0].run_dir}/ (generations/, scores.json, samples.parquet, report.md)")
-        return 0
-    return _handle_many(args, configs, axes)
+    else:
+        _handle_many(args, configs, axes)
+    if args.track:
+        from jobs.tracking import track_runs
+
+        track_runs(args.track, [config.run_dir for config in configs])
+        print(f"tracked {len(configs)} runs in {args.track}")
+    return 0
 
 
-def _handle_many(args: argparse.Namespace, configs: list[RunConfig], axes: dict[str, list[Any]]) -> int:
+def _handle_many(args: argparse.Namespace, configs: list[RunConfig], axes: dict[str, list[Any]]) -> None:
     """Several runs from flags: one grid, so runs of one model share its load on every actor."""
     from eval.leaderboard import write_leaderboard
     from eval.scoring import load_scores
@@ -309,7 +319,6 @@ def _handle_many(args: argparse.Namespace, configs: list[RunConfig], axes: dict[
     print(f"\n{len(result.cells)} runs, {result.n_generated} samples generated in {result.seconds:.0f}s")
     print(f"wrote {result.grid_dir}/: grid.yaml (the same runs as a grid file: halleval grid {path}), "
           "leaderboard.md/.html, grid.md/.html")
-    return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -339,4 +348,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="seeded subset of this many samples per benchmark")
     parser.add_argument("--output-dir", help="runs are written to DIR/<run_id>/ (default: runs)")
     parser.add_argument("--name", help="name of the grid folder several runs share (default: run-<hash>)")
+    parser.add_argument("--track", metavar="mlflow:DIR|mlflow:URI",
+                        help="also record the runs in MLflow, e.g. mlflow:mlruns (see `halleval track`)")
     parser.set_defaults(handler=_handle)

@@ -216,3 +216,24 @@ def test_progress_counts_committed_samples_and_errors(tmp_path):
     progress.poll()
     line = stream.getvalue().strip()
     assert line == "generating: 4/10 samples (40%), 0.20 samples/s, elapsed 20s, ETA 30s, errors 1"
+
+
+def test_runs_are_tracked_in_a_local_mlflow_store_once(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from jobs.tracking import track_runs
+
+    run_dir = _write_run(tmp_path / "runs", "pope-a", _pope_rows(20, correct=15))
+    (run_dir / "config.yaml").write_text("model: {name: llava15, checkpoint: tiny}\nmethod: {name: greedy}\n")
+    store = tmp_path / "mlruns"
+    assert main(["track", str(tmp_path / "runs"), "--to", f"mlflow:{store}"]) == 0
+    first = track_runs(f"mlflow:{store}", [run_dir])  # again: the same MLflow run, updated
+    client = MlflowClient(store.resolve().as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("halleval").experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_id == first[0]
+    data = runs[0].data
+    assert data.metrics["pope.accuracy"] == pytest.approx(0.75) and data.metrics["pope.accuracy.stderr"] > 0
+    assert data.params["model.name"] == "llava15" and data.tags["halleval.run_id"] == "pope-a"
+    artifacts = {item.path for item in client.list_artifacts(first[0])}
+    assert {"scores.json", "samples.parquet", "config.yaml"} <= artifacts
+    assert main(["track", str(run_dir), "--to", "wandb:x"]) == 2
