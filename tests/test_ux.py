@@ -237,3 +237,10 @@ def test_runs_are_tracked_in_a_local_mlflow_store_once(tmp_path):
     artifacts = {item.path for item in client.list_artifacts(first[0])}
     assert {"scores.json", "samples.parquet", "config.yaml"} <= artifacts
     assert main(["track", str(run_dir), "--to", "wandb:x"]) == 2
+
+
+def test_report_names_the_grid_file_as_the_grid_job_writes_it():
+    import jobs.grid
+    import jobs.report
+
+    assert jobs.report.GRID_FILE == jobs.grid.GRID_FILE
