@@ -82,7 +82,7 @@ def _videogen(args: argparse.Namespace) -> int:
         if not path or not re.fullmatch(r"[a-z,]+", named):  # no criteria prefix: '=' belongs to the path
             named, path = "", argument
         paths.append(path)
-        items, subset = read_textgen(path)
+        items, subset = read_textgen(path, args.reference)
         if not named and subset is None:
             raise ScoringError(f"{path}: no subset recorded in the file; name its criteria, e.g. "
                                f"--predictions correctness,detail,context={path} (generic_qa predictions) "
@@ -153,6 +153,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                "repeat per file. A file judges the criteria of its subset (generic: "
                                "correctness,detail,context; temporal; consistency), or those named before '='")
     videogen.add_argument("--judge", required=True, help=judge_help)
+    videogen.add_argument("--reference", default="video_chatgpt", choices=("video_chatgpt", "video_llava"),
+                          help="whose consistency prompt: Video-ChatGPT's (Q1, Q2) or Video-LLaVA's copy (Q1 twice)")
 
     bins = command("saliency-bins", _saliency_bins, "hallucination rate of object tokens per saliency bin")
     bins.add_argument("--run", required=True, help="a run folder (with generations/)")

@@ -132,6 +132,16 @@ def test_videogen_reads_video_chatgpts_own_prediction_files(tmp_path, capsys, gp
     assert_like_reference(tmp_path, result, CRITERION_LINES)
 
 
+def test_videogen_reproduces_video_llavas_consistency_copy_on_request(tmp_path, capsys, gpt):
+    """Video-LLaVA's eval_benchmark_5_consistency.py sends Q1 as both questions: other prompts, other replies."""
+    expected = EXPECTED["consistency_videollava"]
+    result = score(tmp_path, capsys, "videogen", "--judge", f"openai:gpt-3.5-turbo@{gpt.base_url}",
+                   "--reference", "video_llava", "--predictions", str(EXPORTS / "consistency.json"))
+    assert result["consistency"] == expected["printed"]["Average score for consistency"]
+    assert result["consistency"] != EXPECTED["consistency"]["printed"]["Average score for consistency"]
+    assert judged(tmp_path, "consistency") == {f"{key}@q1q1": value[0] for key, value in expected["results"].items()}
+
+
 def test_videogen_bad_files_are_one_line_errors(tmp_path, capsys):
     generic = tmp_path / "generic_pred.json"
     generic.write_text(json.dumps([{"video_name": "v", "Q": "q", "A": "a", "pred": "p"}]))

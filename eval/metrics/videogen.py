@@ -8,9 +8,10 @@ judge once per item and prints Σ int(score) / judged. Which file feeds which cr
 benchmark's: generic_qa predictions → correctness, detail orientation, contextual
 understanding; temporal_qa → temporal understanding; consistency_qa → consistency.
 
-The consistency prompt gets Q1 and Q2 as Video-ChatGPT's script sends them. Video-LLaVA's copy
-(`videollava/eval/video/eval_benchmark_5_consistency.py`) sends Q1 as both questions; that
-copy's numbers are not what this module reproduces (see docs/metrics.md).
+The consistency prompt gets Q1 and Q2 as Video-ChatGPT's script sends them; Video-LLaVA's copy
+(`videollava/eval/video/eval_benchmark_5_consistency.py`, otherwise identical) sends Q1 as both
+questions, and `reference="video_llava"` reproduces that (`halleval score videogen
+--reference video_llava`); runs use Video-ChatGPT's.
 
 Unjudged items (failed after the retries) are reported and left out of the average (the
 reference loops until every item is judged). In a run, error rows are counted in `n_errors`
@@ -43,16 +44,31 @@ _SINGLE_KEYS = ("video_name", "Q", "A", "pred")
 _PAIR_KEYS = ("video_name", "Q1", "Q2", "A", "pred1", "pred2")
 
 
-def to_judge_item(item_id: str, record: dict[str, Any]) -> dict[str, Any]:
-    """The judge's fields for one prediction record: question/answer/pred, or the consistency pair."""
-    if "pred1" in record:
-        return {"id": item_id, "question1": record["Q1"], "question2": record["Q2"], "answer": record["A"],
-                "pred1": record["pred1"], "pred2": record["pred2"]}  # fmt: skip
-    return {"id": item_id, "question": record["Q"], "answer": record["A"], "pred": record["pred"]}
+REFERENCES = ("video_chatgpt", "video_llava")
+"""Whose consistency prompt to send: Video-ChatGPT's (Q1 and Q2) or Video-LLaVA's copy (Q1 twice)."""
 
 
-def read_textgen(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
+def to_judge_item(item_id: str, record: dict[str, Any], reference: str = "video_chatgpt") -> dict[str, Any]:
+    """The judge's fields for one prediction record: question/answer/pred, or the consistency pair.
+
+    With `reference="video_llava"` the consistency pair gets Q1 as both questions, as Video-LLaVA's
+    eval_benchmark_5_consistency.py sends it, and its id gains "@q1q1" so that the judge cache
+    never serves one prompt's reply for the other.
+    """
+    if "pred1" not in record:
+        return {"id": item_id, "question": record["Q"], "answer": record["A"], "pred": record["pred"]}
+    if reference not in REFERENCES:
+        raise ScoringError(f"unknown reference {reference!r}; use {' or '.join(REFERENCES)}")
+    quirk = reference == "video_llava"
+    return {"id": f"{item_id}@q1q1" if quirk else item_id, "question1": record["Q1"],
+            "question2": record["Q1"] if quirk else record["Q2"], "answer": record["A"],
+            "pred1": record["pred1"], "pred2": record["pred2"]}  # fmt: skip
+
+
+def read_textgen(path: str | Path, reference: str = "video_chatgpt") -> tuple[list[dict[str, Any]], str | None]:
     """Reads a Video-ChatGPT prediction file (or halleval's export) as judge items.
+
+    `reference` picks the consistency prompt's questions (see `to_judge_item`).
 
     Returns:
         (items keyed `<video_name>_<n>` as the reference keys them, the file's subset: the
@@ -81,7 +97,8 @@ def read_textgen(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
         raise ScoringError(f"{path}: unknown subset {subset!r}; expected one of {', '.join(SUBSET_CRITERIA)}")
     if (subset == "consistency") != paired:
         raise ScoringError(f"{path}: subset {subset!r} does not match its records' keys")
-    items = [to_judge_item(key, record) for key, record in zip(video_chatgpt_keys(records), records, strict=True)]
+    keys = video_chatgpt_keys(records)
+    items = [to_judge_item(key, record, reference) for key, record in zip(keys, records, strict=True)]
     return items, subset
 
 
