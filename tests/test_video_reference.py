@@ -158,6 +158,14 @@ def test_videogen_bad_files_are_one_line_errors(tmp_path, capsys):
         assert main(["score", "videogen", "--judge", "exact", *argv]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err and message in err, err
+    cases = [(["videogen", "--predictions", f"correctness={EXPORTS / 'activitynet_qa.json'}"],
+              "a video-QA prediction file (id, question, answer); score it with `halleval score videoqa`"),
+             (["videoqa", "--predictions", str(EXPORTS / "generic.json")],
+              "record 1 is a video_chatgpt prediction (subset 'generic'); score it with `halleval score videogen`")]
+    for argv, message in cases:
+        assert main(["score", *argv, "--judge", "exact"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
     assert main(["score", "videoqa", "--judge", "exact", "--predictions", str(pope)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{pope}: record 1 has keys" in err and "(video_llava)" in err, err

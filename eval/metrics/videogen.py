@@ -89,6 +89,9 @@ def read_textgen(path: str | Path, reference: str = "video_chatgpt") -> tuple[li
                 f"{path}: record {index + 1} has keys {sorted(record)}; expected {{{', '.join(_SINGLE_KEYS)}}} "
                 f"or, for consistency, {{{', '.join(_PAIR_KEYS)}}} in every record"
             )
+    if all(key in records[0] for key in ("id", "question", "answer")):
+        raise ScoringError(f"{path}: a video-QA prediction file (id, question, answer); score it with "
+                           "`halleval score videoqa`")
     subsets = {record["subset"] for record in records if "subset" in record}
     if len(subsets) > 1:
         raise ScoringError(f"{path}: records of several subsets ({', '.join(sorted(subsets))}); score one file per subset")

@@ -128,6 +128,9 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     layouts = " or ".join(f"{{{', '.join(keys)}}} ({name})" for name, keys in QA_LAYOUTS.items())
     items = []
     for index, record in enumerate(records):
+        if "subset" in record:  # halleval's video_chatgpt export: the same keys, another prompt
+            raise ScoringError(f"{path}: record {index + 1} is a video_chatgpt prediction (subset "
+                               f"{record['subset']!r}); score it with `halleval score videogen`")
         if all(key in record for key in QA_LAYOUTS["video_llava"]):
             items.append({key: record[key] for key in QA_LAYOUTS["video_llava"]})
         elif all(key in record for key in QA_LAYOUTS["video_chatgpt"]):
