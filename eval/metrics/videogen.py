@@ -94,7 +94,9 @@ def read_textgen(path: str | Path, reference: str = "video_chatgpt") -> tuple[li
                            "`halleval score videoqa`")
     subsets = {record["subset"] for record in records if "subset" in record}
     if len(subsets) > 1:
-        raise ScoringError(f"{path}: records of several subsets ({', '.join(sorted(subsets))}); score one file per subset")
+        raise ScoringError(
+            f"{path}: records of several subsets ({', '.join(sorted(subsets))}); score one file per subset"
+        )
     subset = subsets.pop() if subsets else ("consistency" if paired else None)
     if subset is not None and subset not in SUBSET_CRITERIA:
         raise ScoringError(f"{path}: unknown subset {subset!r}; expected one of {', '.join(SUBSET_CRITERIA)}")
@@ -139,23 +141,30 @@ def score_textgen(
             if criterion == "consistency" and items and "pred1" not in items[0]:
                 raise ScoringError("consistency needs the consistency file's predictions (Q1, Q2, pred1, pred2)")
             if criterion != "consistency" and items and "pred1" in items[0]:
-                raise ScoringError(f"{criterion} needs single-question predictions (Q, pred), not the consistency file's")
+                raise ScoringError(
+                    f"{criterion} needs single-question predictions (Q, pred), not the consistency file's"
+                )
             judge, judged, unjudged = judge_items(judge_spec, criterion, items, cache, backoff_s)
             average = criterion_average(list(judged.values()))
             result["judge"] = judge.spec
             result[criterion] = average
-            result["criteria"][criterion] = {"average_score": average, "n": len(judged),
-                                             "n_unjudged": len(unjudged), "unjudged": unjudged_list(unjudged)}  # fmt: skip
+            result["criteria"][criterion] = {
+                "average_score": average, "n": len(judged),
+                "n_unjudged": len(unjudged), "unjudged": unjudged_list(unjudged),
+            }  # fmt: skip
     return result
 
 
 def run_batches(generations: pa.Table) -> tuple[list[tuple[tuple[str, ...], list[dict[str, Any]]]], int]:
     """A video_chatgpt run's items per subset (keyed by the question file's entry), and n_errors."""
+    def subset_of(meta: dict[str, Any]) -> str:  # version-1 rows carry no subset
+        return meta.get("subset", "consistency" if "pair" in meta else "generic")
+
     rows, failed = split_rows(generations)
-    broken = {(meta.get("subset"), meta.get("id")) for _, meta in failed}
+    broken = {(subset_of(meta), meta.get("id")) for _, meta in failed}
     records: dict[tuple[str, Any], dict[str, Any]] = {}
     for row, meta in rows:
-        subset = meta.get("subset", "consistency" if "pair" in meta else "generic")
+        subset = subset_of(meta)
         if (subset, meta["id"]) in broken:
             continue  # the other answer of this consistency pair is an error row
         record = records.setdefault((subset, meta["id"]), {"A": meta["answer"]})
@@ -163,7 +172,7 @@ def run_batches(generations: pa.Table) -> tuple[list[tuple[tuple[str, ...], list
         record[f"Q{suffix}"] = meta["question"]
         record[f"pred{suffix}"] = row["output_text"] or ""
     by_subset: dict[str, list[dict[str, Any]]] = {}
-    for (subset, entry), record in sorted(records.items(), key=lambda pair: (pair[0][0], pair[0][1])):
+    for (subset, entry), record in sorted(records.items()):
         by_subset.setdefault(subset, []).append(to_judge_item(str(entry), record))
     return [(SUBSET_CRITERIA[subset], items) for subset, items in by_subset.items()], len(failed)
 
