@@ -1,15 +1,20 @@
-"""Video QA and video text generation scored by an LLM judge, as Video-ChatGPT does.
+"""Video QA (MSVD-QA, MSRVTT-QA, ActivityNet-QA) scored by an LLM judge, as Video-ChatGPT does.
 
-Reference: mbzuai-oryx/Video-ChatGPT `quantitative_evaluation/evaluate_activitynet_qa.py` (QA)
-and `evaluate_benchmark_{1_correctness,2_detailed_orientation,3_context,4_temporal,
-5_consistency}.py` (text generation). Per judged item: score = int(reply['score']) (4.8 → 4);
-for QA, pred counts yes when "yes" is a substring of pred.lower(), else no when "no" is (so
-"not sure" is no), else neither. accuracy = yes / (yes + no); average_score = Σscore / judged.
-The consistency reference fills both questions from Q1 (a bug we keep: `question2` = Q1).
+Reference: mbzuai-oryx/Video-ChatGPT `quantitative_evaluation/evaluate_activitynet_qa.py` and
+its copy in PKU-YuanGroup/Video-LLaVA `videollava/eval/video/eval_video_qa.py` (the same
+prompt and aggregation; they differ only in the file they read). Per judged item (the
+per-sample functions): score = int(reply['score']) (4.8 → 4); the verdict is yes when "yes" is
+a substring of reply['pred'].lower(), else no when "no" is (so "not sure" is no), else neither.
+Aggregate: accuracy = yes / (yes + no); average_score = Σscore / judged.
+
+Prediction files read (`read_predictions`): Video-LLaVA's `merge.jsonl` and Video-ChatGPT's
+inference output (`{id, question, answer, pred}`), the list Video-ChatGPT's evaluation script
+reads (`{video_name, Q, A, pred}`; items are keyed `<video_name>_<n>` as that script keys
+them), and halleval's own export, which carries both.
 
 Items the judge could not judge after the retries are reported (`n_unjudged`, `unjudged`) and
-left out of every average, never counted as "no". In a run, error rows are counted in n_errors
-and not judged.
+left out of every average, never counted as "no" (the reference loops until every item is
+judged). In a run, error rows are counted in n_errors and not judged.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
-from eval.io import read_records, require
-from eval.judges import JudgeCache, judge_all, make_judge
+from eval.io import read_records
+from eval.judges import Judge, JudgeCache, judge_all, make_judge
 
-CRITERIA = ("correctness", "detail", "context", "temporal", "consistency")
-"""The 5 video text-generation criteria (Video-ChatGPT's benchmark), in its order."""
+QA_LAYOUTS = {
+    "video_llava": ("id", "question", "answer", "pred"),
+    "video_chatgpt": ("video_name", "Q", "A", "pred"),
+}
+"""The keys of each reference's QA prediction file (Video-LLaVA's merge.jsonl / Video-ChatGPT's
+evaluate_activitynet_qa.py input)."""
 
 
 def cache_path(out: str | Path | None, source: str | Path) -> Path:
@@ -31,8 +40,17 @@ def cache_path(out: str | Path | None, source: str | Path) -> Path:
     return anchor.with_name(anchor.name + ".judged.jsonl")
 
 
-def _judged_items(judge_spec: str, criterion: str, items: list[dict[str, Any]], cache: Path,
-                  backoff_s: float):
+def judge_items(
+    judge_spec: str, criterion: str, items: list[dict[str, Any]], cache: Path, backoff_s: float = 1.0
+) -> tuple[Judge, dict[Any, dict[str, Any]], dict[Any, str]]:
+    """Judges items on one criterion through the reply cache.
+
+    Returns:
+        (the judge, id → judgement, id → last error of each unjudged item)
+
+    Raises:
+        ScoringError: two items share an id (the cache is keyed by id).
+    """
     seen: set[str] = set()
     for item in items:
         if str(item["id"]) in seen:
@@ -43,79 +61,107 @@ def _judged_items(judge_spec: str, criterion: str, items: list[dict[str, Any]], 
     return judge, judged, unjudged
 
 
+def reply_score(judgement: dict[str, Any]) -> int:
+    """One judged item's score, as the references compute it: int(reply['score'])."""
+    return int(judgement["score"])
+
+
+def qa_verdict(judgement: dict[str, Any]) -> str | None:
+    """One judged QA item's verdict: "yes" if "yes" ⊂ pred.lower(), else "no" if "no" ⊂ it, else None."""
+    pred = str(judgement["pred"]).lower()
+    if "yes" in pred:
+        return "yes"
+    return "no" if "no" in pred else None
+
+
+def aggregate_qa(judgements: list[dict[str, Any]]) -> dict[str, Any]:
+    """The references' aggregate over judged items: yes/no counts, accuracy and mean score."""
+    verdicts = [qa_verdict(j) for j in judgements]
+    scores = [reply_score(j) for j in judgements]
+    yes, no = verdicts.count("yes"), verdicts.count("no")
+    return {
+        "accuracy": yes / (yes + no) if yes + no else None,
+        "average_score": sum(scores) / len(scores) if scores else None,
+        "yes": yes, "no": no, "n": len(judgements),
+    }  # fmt: skip
+
+
+def unjudged_list(unjudged: dict[Any, str]) -> list[dict[str, Any]]:
+    return [{"id": item_id, "error": error} for item_id, error in unjudged.items()]
+
+
 def score_qa(items: list[dict[str, Any]], judge_spec: str, cache: Path, backoff_s: float = 1.0) -> dict[str, Any]:
     """Judges {id, question, answer, pred} items; the function both the CLI and runs go through.
 
     `backoff_s` is the first retry's wait after a failed judgement (it doubles per retry).
     """
-    return aggregate_qa(qa_outcomes(items, judge_spec, cache, backoff_s))
+    return qa_scores(qa_outcomes(items, judge_spec, cache, backoff_s))
 
 
 def qa_outcomes(items: list[dict[str, Any]], judge_spec: str, cache: Path, backoff_s: float = 1.0) -> list[dict[str, Any]]:
-    """Each item's judge verdict: {id, judged, verdict (yes|no|None), score, judge_error, judge}."""
-    judge, judged, unjudged = _judged_items(judge_spec, "qa", items, cache, backoff_s)
+    """Each item's judgement (the per-sample function): {id, judged, pred (the judge's), verdict,
+    score, judge_error, judge}; an item the judge could not judge has judged False."""
+    judge, judged, unjudged = judge_items(judge_spec, "qa", items, cache, backoff_s)
     outcomes = []
     for item in items:
-        key = str(item["id"])
-        reply = judged.get(key) or judged.get(item["id"])
+        reply = judged.get(item["id"])
         if reply is None:
-            error = unjudged.get(key, unjudged.get(item["id"]))
-            outcomes.append({"id": key, "judged": False, "verdict": None, "score": None, "judge_error": error,
-                             "judge": judge.spec})
-            continue
-        pred = str(reply["pred"]).lower()
-        verdict = "yes" if "yes" in pred else "no" if "no" in pred else None
-        outcomes.append({"id": key, "judged": True, "verdict": verdict, "score": int(reply["score"]),
-                         "judge_error": None, "judge": judge.spec})
+            outcomes.append({"id": item["id"], "judged": False, "pred": None, "verdict": None, "score": None,
+                             "judge_error": unjudged.get(item["id"]), "judge": judge.spec})
+        else:
+            outcomes.append({"id": item["id"], "judged": True, "pred": str(reply["pred"]), "verdict": qa_verdict(reply),
+                             "score": reply_score(reply), "judge_error": None, "judge": judge.spec})
     return outcomes
 
 
-def aggregate_qa(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Video-ChatGPT's accuracy (yes / (yes + no)) and mean score over the judged outcomes."""
+def qa_scores(outcomes: list[dict[str, Any]], judge_spec: str | None = None) -> dict[str, Any]:
+    """aggregate_qa over the judged outcomes, with the unjudged ones reported and the judge named."""
     judged = [o for o in outcomes if o["judged"]]
-    yes = sum(o["verdict"] == "yes" for o in judged)
-    no = sum(o["verdict"] == "no" for o in judged)
-    scores = [o["score"] for o in judged]
+    unjudged = {o["id"]: o["judge_error"] for o in outcomes if not o["judged"]}
     return {
-        "accuracy": yes / (yes + no) if yes + no else None,
-        "average_score": sum(scores) / len(scores) if scores else None,
-        "yes": yes, "no": no, "n": len(judged), "n_unjudged": len(outcomes) - len(judged),
-        "unjudged": [{"id": o["id"], "error": o["judge_error"]} for o in outcomes if not o["judged"]],
-        "judge": outcomes[0]["judge"] if outcomes else None,
-    }
+        **aggregate_qa(judged),
+        "n_unjudged": len(unjudged), "unjudged": unjudged_list(unjudged),
+        "judge": outcomes[0]["judge"] if outcomes else judge_spec,
+    }  # fmt: skip
 
 
-def score_generation(items: list[dict[str, Any]], judge_spec: str, cache: Path,
-                     criteria: tuple[str, ...] = CRITERIA, backoff_s: float = 1.0) -> dict[str, Any]:
-    """Judges video text generation on each criterion (mean of int(score), 0–5).
-
-    Items are {id, question, answer, pred}; consistency items also need question2 and pred2
-    (the reference then passes question1 = question2 = the first question).
-    """
-    result: dict[str, Any] = {"judge": judge_spec, "criteria": {}}
-    for criterion in criteria:
-        if criterion == "consistency":
-            batch = [{**item, "question1": item["question"], "question2": item["question"],
-                      "pred1": item["pred"], "pred2": item["pred2"]} for item in items if "pred2" in item]
-        else:
-            batch = items
-        judge, judged, unjudged = _judged_items(judge_spec, criterion, batch, cache, backoff_s)
-        scores = [int(j["score"]) for j in judged.values()]
-        result["criteria"][criterion] = {
-            "average_score": sum(scores) / len(scores) if scores else None,
-            "n": len(judged), "n_unjudged": len(unjudged),
-            "unjudged": [{"id": i, "error": e} for i, e in unjudged.items()],
-        }
-        result["judge"] = judge.spec
-    return result
+def video_chatgpt_keys(records: list[dict[str, Any]]) -> list[str]:
+    """Video-ChatGPT's item keys, `<video_name>_<n>` with n counting that video's earlier records."""
+    counts: dict[str, int] = {}
+    keys = []
+    for record in records:
+        name = str(record["video_name"])
+        counts[name] = counts.get(name, -1) + 1
+        keys.append(f"{name}_{counts[name]}")
+    return keys
 
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
-    """Reads JSONL (or a JSON list) of {id, question, answer, pred}."""
+    """Reads a QA prediction file of either reference layout as {id, question, answer, pred} items.
+
+    A record with `id` keeps it; one in Video-ChatGPT's layout only is keyed `<video_name>_<n>`.
+
+    Raises:
+        ScoringError: a record that fits neither layout (names the file, the record and the keys).
+    """
+    records = read_records(path)
+    layouts = " or ".join(f"{{{', '.join(keys)}}} ({name})" for name, keys in QA_LAYOUTS.items())
     items = []
-    for index, record in enumerate(read_records(path)):
-        require(record, ("id", "question", "answer", "pred"), f"{path}: record {index + 1}")
-        items.append(record)
+    for index, record in enumerate(records):
+        if "subset" in record:  # halleval's video_chatgpt export: the same keys, another prompt
+            raise ScoringError(f"{path}: record {index + 1} is a video_chatgpt prediction (subset "
+                               f"{record['subset']!r}); score it with `halleval score videogen`")
+        if all(key in record for key in QA_LAYOUTS["video_llava"]):
+            items.append({key: record[key] for key in QA_LAYOUTS["video_llava"]})
+        elif all(key in record for key in QA_LAYOUTS["video_chatgpt"]):
+            items.append({"video_name": record["video_name"], "question": record["Q"],
+                          "answer": record["A"], "pred": record["pred"]})  # fmt: skip
+        else:
+            raise ScoringError(f"{path}: record {index + 1} has keys {sorted(record)}; expected {layouts}")
+    keyless = [item for item in items if "video_name" in item]
+    for item, key in zip(keyless, video_chatgpt_keys(keyless), strict=True):
+        item["id"] = key
+        del item["video_name"]
     return items
 
 
@@ -129,15 +175,15 @@ def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, 
               "pred": row["output_text"] or ""} for row, meta in rows if row.get("error") is None]
     verdicts = iter(qa_outcomes(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE))
     return [next(verdicts) | {"failed": False} if row.get("error") is None else
-            {"id": str(meta.get("id")), "judged": False, "verdict": None, "score": None, "judge_error": None,
-             "judge": context.judge, "failed": True}
+            {"id": meta.get("id"), "judged": False, "pred": None, "verdict": None, "score": None,
+             "judge_error": None, "judge": context.judge, "failed": True}
             for row, meta in rows]
 
 
 def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     """Video QA scores of the rows that generated; error rows are counted, never judged."""
     generated = [o for o in outcomes if not o["failed"]]
-    return {**aggregate_qa(generated), "n_errors": len(outcomes) - len(generated)}
+    return {**qa_scores(generated), "n_errors": len(outcomes) - len(generated)}
 
 
 METRICS.register("videoqa")(Metric(
