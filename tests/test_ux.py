@@ -244,3 +244,19 @@ def test_report_names_the_grid_file_as_the_grid_job_writes_it():
     import jobs.report
 
     assert jobs.report.GRID_FILE == jobs.grid.GRID_FILE
+
+
+@pytest.mark.slow
+def test_demo_console_shows_halleval_progress_not_ray_logs(tmp_path):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("HALLEVAL_VERBOSE", None)
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", "demo", "--out", str(tmp_path), "--images", "2"],
+                            capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = result.stdout + result.stderr
+    assert "generating: 2/2 samples (100%)" in console and "errors 0" in console
+    for ray_log in ("Total Progress", "streaming_executor", "logging_progress", "Token authentication"):
+        assert ray_log not in console
+    assert "↓" in result.stdout and "± " in result.stdout  # directions and standard errors in the table
