@@ -82,7 +82,7 @@ CLI_CASES = [
     _case("config: misspelt key", lambda i: ["run", i.config("generaton: {batch_size: 2}\n")],
      "unknown key 'generaton'"),
     _case("config: unknown benchmark", lambda i: ["run", i.config(""), "--set", "benchmark.name=poppe"],
-     "unknown benchmark 'poppe'; did you mean 'pope'?", names_file=False),
+     "unknown benchmark 'poppe'; did you mean 'pope' or 'pope_hf'?", names_file=False),
     _case("config: unknown dtype", lambda i: ["run", i.config("model: {dtype: float64}\n")], "'model.dtype'"),
     _case("config: not YAML", lambda i: ["run", i.config("model: [\n")], "not valid YAML"),
     _case("config: file missing", lambda i: ["run", str(i.folder / "absent.yaml")], "does not exist"),
