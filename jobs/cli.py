@@ -10,13 +10,14 @@ import sys
 from eval.api import ScoringError
 from pipeline.api import BenchmarkError
 from pipeline.config import ConfigError
+from pipeline.lease import RunLockedError
 from pipeline.registry import UnknownNameError
 
 # Modules that contribute commands, in the order `halleval --help` lists them.
 COMMAND_MODULES = ("jobs.run", "jobs.demo", "jobs.score", "jobs.report", "jobs.data", "jobs.verify", "jobs.grid", "jobs.nightly")
 
 # Errors that carry a complete one-line message for the user: printed without a traceback.
-USER_ERRORS = (ConfigError, BenchmarkError, ScoringError, UnknownNameError, FileNotFoundError)
+USER_ERRORS = (ConfigError, BenchmarkError, ScoringError, UnknownNameError, FileNotFoundError, RunLockedError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ from eval.report import headline_scores, write_report
 from eval.scoring import score_run
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import RunConfig, load_config, write_config
+from pipeline.lease import run_lease
 from pipeline.manifest import MANIFEST_FILE, write_manifest
 from pipeline.run import generate
 
@@ -95,37 +96,46 @@ def check_scoring(config: RunConfig) -> None:
     JUDGES.get(config.scoring.judge.split(":", 1)[0])
 
 
-def execute(config: RunConfig, log=print) -> dict[str, Any]:
+def execute(config: RunConfig, log=print, retry_errors: bool = True, accept_changes: bool = False) -> dict[str, Any]:
     """Generates, scores and reports one run inside the current Ray session; returns the scores.
 
-    Entry points call `check_scoring` first, before they start Ray.
+    Holds the run folder's lease throughout (a second driver of the run refuses). Entry points
+    call `check_scoring` first, before they start Ray.
+
+    Args:
+        retry_errors, accept_changes: as `pipeline.run.generate_many`.
     """
     run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / MANIFEST_FILE).unlink(missing_ok=True)  # stale once this run adds files
-    write_config(config, run_dir / "config.yaml")
-    (run_dir / RUN_INFO_FILE).write_text(json.dumps(run_info(config), indent=2))
-    summary = generate(config, log=log)
-    log(f"generation done in {summary.seconds:.1f}s ({summary.n_generated} generated, {summary.n_resumed} resumed)")
-    start = time.perf_counter()
-    benchmark = BENCHMARKS.get(config.benchmark.name)()
-    identity = {
-        "run_id": config.run_id,
-        "config_hash": config.config_hash,
-        "model": config.model.name,
-        "checkpoint": config.model.checkpoint,
-        "method": config.method.name,
-        "benchmark": config.benchmark.name,
-        "benchmark_version": benchmark.version,
-    }
-    context = ScoringContext(
-        benchmark_root=Path(config.benchmark.root), run_dir=run_dir,
-        judge=config.scoring.judge, tagger=config.scoring.tagger,
-    )
-    scores = score_run(context, benchmark.metrics, identity)
-    report = write_report(run_dir)
-    # Last, so a manifest exists only for a run whose generations and scores are complete.
-    write_manifest(run_dir, config.run_id, summary.n_samples)
+    with run_lease(run_dir, log=log):
+        (run_dir / MANIFEST_FILE).unlink(missing_ok=True)  # stale once this run adds files
+        write_config(config, run_dir / "config.yaml")
+        info = run_info(config)
+        (run_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
+        summary = generate(config, log=log, retry_errors=retry_errors, accept_changes=accept_changes)
+        info["benchmark_fingerprint"] = {"sha256": summary.fingerprint, "n_samples": summary.n_samples}
+        (run_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
+        log(f"generation done in {summary.seconds:.1f}s ({summary.n_generated} generated, "
+            f"{summary.n_resumed} resumed)")
+        start = time.perf_counter()
+        benchmark = BENCHMARKS.get(config.benchmark.name)()
+        identity = {
+            "run_id": config.run_id,
+            "config_hash": config.config_hash,
+            "model": config.model.name,
+            "checkpoint": config.model.checkpoint,
+            "method": config.method.name,
+            "benchmark": config.benchmark.name,
+            "benchmark_version": benchmark.version,
+            "scoring": config.scoring.model_dump(mode="json"),  # a grid re-scores when it changes
+        }
+        context = ScoringContext(
+            benchmark_root=Path(config.benchmark.root), run_dir=run_dir,
+            judge=config.scoring.judge, tagger=config.scoring.tagger,
+        )
+        scores = score_run(context, benchmark.metrics, identity)
+        report = write_report(run_dir)
+        # Last, so a manifest exists only for a run whose generations and scores are complete.
+        write_manifest(run_dir, config.run_id, summary.n_samples)
     log(f"scored in {time.perf_counter() - start:.1f}s; report: {report}")
     return scores
 
@@ -141,7 +151,7 @@ def _handle(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set or [])
     check_scoring(config)
     with ray_session():
-        scores = execute(config)
+        scores = execute(config, retry_errors=not args.keep_errors, accept_changes=args.accept_changes)
     print_scores(scores)
     print(f"\nwrote {config.run_dir}/ (generations/, scores.json, report.md)")
     return 0
@@ -160,4 +170,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--set", action="append", metavar="KEY=VALUE",
         help="override a config key, e.g. --set method.alpha=0.3 (repeatable)",
     )
+    add_resume_flags(parser)
     parser.set_defaults(handler=_handle)
+
+
+def add_resume_flags(parser: argparse.ArgumentParser) -> None:
+    """--keep-errors and --accept-changes, shared by the commands that resume runs."""
+    parser.add_argument(
+        "--keep-errors", action="store_true",
+        help="keep committed error rows as they are (by default a re-run generates them again)",
+    )
+    parser.add_argument(
+        "--accept-changes", action="store_true",
+        help="the benchmark changed since the run started: regenerate the changed and added samples "
+        "and drop the removed ones (by default the run refuses and names the changes)",
+    )

@@ -119,6 +119,11 @@ class ResourcesConfig(_Strict):
     num_actors: int = Field(1, ge=1, description="Inference actors, each holding one model.")
     gpus_per_actor: float = Field(0, ge=0, description="GPUs per actor; 0 runs on CPU.")
     cpus_per_actor: float = Field(0.5, gt=0, description="CPUs per actor (fractional is fine).")
+    wait_for_resources_s: float = Field(
+        0, ge=0,
+        description="When the Ray cluster cannot hold the actors, wait this long for an autoscaler to "
+        "add nodes (logging what is missing) before failing; 0 fails at once.",
+    )
 
 
 class ScoringConfig(_Strict):
@@ -141,8 +146,19 @@ class RunConfig(_Strict):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
-    seed: int = Field(0, description="Seeds subsets and per-sample sampling generators.")
+    seed: int = Field(
+        0, description="Seeds subsets and per-sample sampling generators; 0 to 2**63-1 (stored as int64)."
+    )
     output_dir: str = Field("runs", description="Runs are written to <output_dir>/<run_id>/.")
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_fits_int64(cls, seed: int) -> int:
+        # The seed is a column of every generation row (int64); a larger one would pass here and
+        # then kill the run inside an actor.
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"seed {seed} is outside 0 to 2**63-1 (9223372036854775807); pick a smaller seed")
+        return seed
 
     @model_validator(mode="after")
     def _sgrs_candidates_fit(self) -> RunConfig:

@@ -33,12 +33,19 @@ from ray.data.block import BlockAccessor
 from pipeline.api import BenchmarkError, Sample
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import RunConfig
+from pipeline.fingerprint import (
+    BenchmarkChangedError,
+    FingerprintCheck,
+    read_fingerprint,
+    write_fingerprint,
+)
 from pipeline.inference import InferenceStage, model_key
+from pipeline.lease import run_lease
+from pipeline.resources import check_resources
 from pipeline.schema import (
     GENERATION_SCHEMA,
     GENERATIONS_DIR,
     generation_files,
-    read_generations,
 )
 
 
@@ -81,9 +88,11 @@ class GenerationSummary:
     n_generated: int  # by this invocation
     n_resumed: int  # found already committed
     seconds: float
+    fingerprint: str | None = None  # combined sha256 of the benchmark's samples (pipeline.fingerprint)
 
 
 QUEUE_DIR = ".queue"  # dot-prefixed: never taken for output (generation_files, globs, syncs)
+QUARANTINE_DIR = "quarantine"  # committed files that are not this run's generations
 BATCHES_PER_PIECE = 4  # a queue row group (one unit of work) holds this many batches
 # Every Sample field is a string (metadata as JSON, see Sample.to_row), plus the row's run id.
 QUEUE_SCHEMA = pa.schema([(name, pa.string()) for name in Sample.__dataclass_fields__] + [("run_id", pa.string())])
@@ -122,13 +131,18 @@ def queue_path(run_dir: Path) -> Path:
 
 
 def write_queue(
-    samples: Iterable[Sample], done: set[str], run_id: str, path: Path, rows_per_group: int
+    samples: Iterable[Sample], done: set[str], run_id: str, path: Path, rows_per_group: int,
+    fingerprint: FingerprintCheck | None = None,
 ) -> tuple[int, int]:
     """Writes the samples whose ids are not in `done` to a Parquet queue, one row group of
     `rows_per_group` rows at a time (all the driver holds at once).
 
     A stale queue (left by a killed run) is replaced, never appended to. No file is written
     when nothing is left to generate.
+
+    Args:
+        fingerprint: when given, sees every sample; one that differs from the recorded
+            fingerprint is queued even if `done` holds it.
 
     Returns:
         (samples seen, samples queued), the queued ones in reader order.
@@ -139,7 +153,8 @@ def write_queue(
     try:
         for sample in samples:
             total += 1
-            if sample.sample_id in done:
+            changed = fingerprint is not None and fingerprint.see(sample)
+            if sample.sample_id in done and not changed:
                 continue
             chunk.append({**sample.to_row(), "run_id": run_id})
             if len(chunk) == rows_per_group:
@@ -164,18 +179,121 @@ def _write_chunk(writer: pq.ParquetWriter | None, rows: list[dict], path: Path) 
 
 
 def committed_sample_ids(run_dir: Path) -> set[str]:
-    if not generation_files(run_dir):
-        return set()
-    return set(read_generations(run_dir, columns=["sample_id"]).column("sample_id").to_pylist())
+    ids: set[str] = set()
+    for path in generation_files(run_dir):
+        ids.update(pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist())
+    return ids
 
 
-def generate(config: RunConfig, log: Callable[[str], None] = print) -> GenerationSummary:
+def _foreign(path: Path, run_id: str) -> str | None:
+    """Why a committed file is not one of this run's generations, or None when it is."""
+    try:
+        schema = pq.read_schema(path)
+        if not all(schema.field(f.name).type == f.type for f in GENERATION_SCHEMA if f.name in schema.names):
+            return "its columns have other types than the generation schema"
+        missing = [name for name in GENERATION_SCHEMA.names if name not in schema.names]
+        if missing:
+            return f"it lacks the column(s) {', '.join(missing[:4])} of the generation schema"
+        run_ids = pc.unique(pq.read_table(path, columns=["run_id"]).column("run_id")).to_pylist()
+    except (OSError, ValueError) as error:  # pyarrow raises ArrowInvalid (a ValueError) on non-Parquet
+        size = path.stat().st_size if path.exists() else 0
+        return f"not a readable Parquet file ({size} bytes: {' '.join(str(error).split())[:120]})"
+    strangers = [r for r in run_ids if r != run_id]
+    if strangers:
+        return f"it holds rows of another run ({strangers[0]})"
+    return None
+
+
+def quarantine_foreign_files(run_dir: Path, run_id: str, log: Callable[[str], None]) -> list[Path]:
+    """Moves committed files that are not this run's generations to `<run_dir>/quarantine/`.
+
+    A zero-byte or garbled file, a file of another schema and a file of another run would
+    otherwise break every later read; each one moved is named in one log line.
+    """
+    moved = []
+    for path in generation_files(run_dir):
+        reason = _foreign(path, run_id)
+        if reason is None:
+            continue
+        target = Path(run_dir) / QUARANTINE_DIR / path.name
+        target.parent.mkdir(exist_ok=True)
+        os.replace(path, target)
+        log(f"{run_id}: {GENERATIONS_DIR}/{path.name}: {reason}; moved to {QUARANTINE_DIR}/{path.name}")
+        moved.append(target)
+    return moved
+
+
+def drop_rows(run_dir: Path, drop: Callable[[Path, pa.Table], pa.Array | None]) -> int:
+    """Removes rows from committed files; each file is rewritten in place atomically.
+
+    Args:
+        drop: (file, its sample_id and error columns) -> boolean mask of rows to drop, or None.
+
+    Returns:
+        The number of rows dropped.
+    """
+    dropped = 0
+    for path in generation_files(run_dir):
+        mask = drop(path, pq.read_table(path, columns=["sample_id", "error"]))
+        if mask is None or not pc.any(mask).as_py():
+            continue
+        table = pq.read_table(path).filter(pc.invert(mask))
+        dropped += pc.sum(mask.cast(pa.int64())).as_py()
+        if table.num_rows:
+            partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+            pq.write_table(table, partial)
+            os.replace(partial, path)
+        else:
+            path.unlink()
+    return dropped
+
+
+def reconcile(run_dir: Path, run_id: str, retry_errors: bool, log: Callable[[str], None]) -> None:
+    """Brings a run's committed files to one row per sample before a (re)start, under its lease.
+
+    Foreign files go to quarantine; a sample committed more than once (two drivers before runs
+    had leases, or a lease broken by a silent owner) keeps its first row in file order, the one
+    `read_generations` serves; with `retry_errors`, error rows are dropped so they are queued
+    again.
+    """
+    quarantine_foreign_files(run_dir, run_id, log)
+    seen: set[str] = set()
+    counts = {"duplicate": 0, "error": 0}
+
+    def unwanted(path: Path, table: pa.Table) -> pa.Array:
+        flags = []
+        for sample_id, error in zip(table.column("sample_id").to_pylist(), table.column("error").to_pylist()):
+            if sample_id in seen:
+                counts["duplicate"] += 1
+                flags.append(True)
+                continue
+            seen.add(sample_id)
+            retry = retry_errors and error is not None
+            counts["error"] += retry
+            flags.append(retry)
+        return pa.array(flags, pa.bool_())
+
+    drop_rows(run_dir, unwanted)
+    if counts["duplicate"]:
+        log(f"{run_id}: removed {counts['duplicate']} duplicate row(s) of samples committed twice")
+    if counts["error"]:
+        log(f"{run_id}: {counts['error']} error row(s) will be generated again (--keep-errors keeps them)")
+
+
+def _retire(run_dir: Path, sample_ids: set[str]) -> None:
+    drop_rows(run_dir, lambda _, table: pc.is_in(table.column("sample_id"), pa.array(sorted(sample_ids), pa.string())))
+
+
+def generate(
+    config: RunConfig, log: Callable[[str], None] = print, retry_errors: bool = True, accept_changes: bool = False,
+) -> GenerationSummary:
     """Generates every sample of the run not yet committed; Ray must be initialised."""
-    return generate_many([config], log=log)[0]
+    return generate_many([config], log=log, retry_errors=retry_errors, accept_changes=accept_changes)[0]
 
 
 def generate_many(
-    configs: Sequence[RunConfig], log: Callable[[str], None] = print, load_log: Path | None = None
+    configs: Sequence[RunConfig], log: Callable[[str], None] = print, load_log: Path | None = None,
+    retry_errors: bool = True, accept_changes: bool = False,
 ) -> list[GenerationSummary]:
     """Generates the missing samples of several runs, loading each model once for all its runs.
 
@@ -185,10 +303,21 @@ def generate_many(
     run's rows to that run's folder. Model groups run one after another, so a cluster needs room
     for one group's actors at a time. Ray must be initialised.
 
+    Every run folder is leased for the whole call (pipeline.lease): a second driver of the same
+    run refuses instead of sharing its queue and committing samples twice.
+
     Args:
         configs: the runs; each resumes on its own (committed samples are skipped).
         log: progress lines.
         load_log: JSONL file for the actors' model-load records (see InferenceStage).
+        retry_errors: generate the samples whose committed row is an error row again.
+        accept_changes: when a run's benchmark differs from its recorded fingerprint, regenerate
+            the changed and added samples and drop the removed ones' rows (else: refuse).
+
+    Raises:
+        RunLockedError: another live driver owns one of the run folders.
+        BenchmarkChangedError: a run's benchmark changed and `accept_changes` is off.
+        ResourcesError: the cluster can never hold the actors and the reader task.
 
     Returns:
         One summary per config, in order; `seconds` is the wall time of the run's model group.
@@ -197,38 +326,66 @@ def generate_many(
     for index, config in enumerate(configs):
         groups.setdefault(model_key(config), []).append(index)
     summaries: list[GenerationSummary | None] = [None] * len(configs)
-    for indices in groups.values():
-        start = time.perf_counter()
-        queues, cells, folders, counts = [], [], {}, {}
-        rows_per_group = BATCHES_PER_PIECE * _batch_size([configs[i] for i in indices])
-        try:
+    with run_lease([config.run_dir for config in configs], log=log):
+        for indices in groups.values():
+            group = [configs[i] for i in indices]
+            start = time.perf_counter()
+            queues, cells, folders, counts = [], [], {}, {}
+            rows_per_group = BATCHES_PER_PIECE * _batch_size(group)
+            try:
+                for index in indices:
+                    config = configs[index]
+                    total, todo, digest = _prepare(config, rows_per_group, retry_errors, accept_changes, log)
+                    counts[index] = (total, todo, digest)
+                    if todo:
+                        queues.append(queue_path(config.run_dir))
+                        cells.append((config.model_dump_json(), BENCHMARKS.get(config.benchmark.name)().version))
+                        folders[config.run_id] = config.run_dir / GENERATIONS_DIR
+                if queues:
+                    check_resources(group, log=log)
+                    _run_pipeline(group, queues, cells, folders, load_log)
+            finally:
+                for index in indices:
+                    shutil.rmtree(configs[index].run_dir / QUEUE_DIR, ignore_errors=True)
+            seconds = time.perf_counter() - start
             for index in indices:
-                config = configs[index]
-                folder = config.run_dir / GENERATIONS_DIR
-                folder.mkdir(parents=True, exist_ok=True)
-                samples, version = iter_samples(config)
-                done = committed_sample_ids(config.run_dir)
-                queue = queue_path(config.run_dir)
-                total, todo = write_queue(samples, done, config.run_id, queue, rows_per_group)
-                log(f"{config.run_id}: {total} samples, {total - todo} already generated, {todo} to go")
-                counts[index] = (total, todo)
-                if todo:
-                    queues.append(queue)
-                    cells.append((config.model_dump_json(), version))
-                    folders[config.run_id] = folder
-            if queues:
-                _run_pipeline([configs[i] for i in indices], queues, cells, folders, load_log)
-        finally:
-            for index in indices:
-                shutil.rmtree(configs[index].run_dir / QUEUE_DIR, ignore_errors=True)
-        seconds = time.perf_counter() - start
-        for index in indices:
-            total, todo = counts[index]
-            summaries[index] = GenerationSummary(
-                run_dir=configs[index].run_dir, n_samples=total, n_generated=todo,
-                n_resumed=total - todo, seconds=seconds,
-            )
+                total, todo, digest = counts[index]
+                summaries[index] = GenerationSummary(
+                    run_dir=configs[index].run_dir, n_samples=total, n_generated=todo,
+                    n_resumed=total - todo, seconds=seconds, fingerprint=digest,
+                )
     return summaries
+
+
+def _prepare(
+    config: RunConfig, rows_per_group: int, retry_errors: bool, accept_changes: bool, log: Callable[[str], None],
+) -> tuple[int, int, str]:
+    """Reconciles one run's folder and writes its queue; returns (samples, queued, fingerprint)."""
+    (config.run_dir / GENERATIONS_DIR).mkdir(parents=True, exist_ok=True)
+    reconcile(config.run_dir, config.run_id, retry_errors, log)
+    samples, _ = iter_samples(config)
+    recorded = read_fingerprint(config.run_dir)
+    done = committed_sample_ids(config.run_dir)
+    if recorded is None and done:
+        log(f"{config.run_id}: no benchmark fingerprint recorded (a run of an older halleval); "
+            "recording the current benchmark's")
+    check = FingerprintCheck(recorded)
+    queue = queue_path(config.run_dir)
+    total, todo = write_queue(samples, done, config.run_id, queue, rows_per_group, check)
+    if check.any_change():
+        if not accept_changes:
+            shutil.rmtree(queue.parent, ignore_errors=True)
+            raise BenchmarkChangedError(
+                f"{config.benchmark.root}: the {config.benchmark.name} benchmark changed since run "
+                f"{config.run_id} started: {check.describe()}; re-run with --accept-changes to "
+                "regenerate those samples (removed ones lose their rows), or set another output_dir "
+                "for a new run"
+            )
+        log(f"{config.run_id}: benchmark changed ({check.describe()}); regenerating those samples")
+        _retire(config.run_dir, set(check.changed) | set(check.removed))
+    digest = write_fingerprint(config.run_dir, check.current)
+    log(f"{config.run_id}: {total} samples, {total - todo} already generated, {todo} to go")
+    return total, todo, digest
 
 
 def _batch_size(configs: Sequence[RunConfig]) -> int:
