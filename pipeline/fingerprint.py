@@ -75,15 +75,36 @@ class FingerprintCheck:
             self.changed[sample.sample_id] = parts
         return bool(parts)
 
-    @property
-    def removed(self) -> list[str]:
-        return [] if self.recorded is None else sorted(self.recorded.keys() - self.current.keys())
+    def differences(self, committed: set[str] | None = None) -> Differences:
+        """How the benchmark differs from the recorded one.
 
-    @property
-    def added(self) -> list[str]:
-        return [] if self.recorded is None else sorted(self.current.keys() - self.recorded.keys())
+        Args:
+            committed: when given, only what makes committed rows stale: changed or removed
+                samples that have a row, and added samples once any row exists (the scores
+                would mix benchmarks). A sample without a row is generated from the current
+                benchmark anyway.
+        """
+        if self.recorded is None:
+            return Differences({}, [], [])
+        changed = self.changed
+        removed = sorted(self.recorded.keys() - self.current.keys())
+        added = sorted(self.current.keys() - self.recorded.keys())
+        if committed is not None:
+            changed = {k: v for k, v in changed.items() if k in committed}
+            removed = [k for k in removed if k in committed]
+            added = added if committed else []
+        return Differences(changed, removed, added)
 
-    def any_change(self) -> bool:
+
+@dataclass
+class Differences:
+    """Samples whose fingerprint changed (with the parts that did), removed and added ones."""
+
+    changed: dict[str, list[str]]
+    removed: list[str]
+    added: list[str]
+
+    def __bool__(self) -> bool:
         return bool(self.changed or self.removed or self.added)
 
     def describe(self) -> str:

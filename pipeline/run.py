@@ -178,10 +178,14 @@ def _write_chunk(writer: pq.ParquetWriter | None, rows: list[dict], path: Path) 
     return writer
 
 
-def committed_sample_ids(run_dir: Path) -> set[str]:
+def committed_sample_ids(run_dir: Path, errors_only: bool = False) -> set[str]:
+    """Sample ids of the committed rows (only of the error rows with `errors_only`)."""
     ids: set[str] = set()
     for path in generation_files(run_dir):
-        ids.update(pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist())
+        table = pq.read_table(path, columns=["sample_id", "error"])
+        if errors_only:
+            table = table.filter(pc.is_valid(table.column("error")))
+        ids.update(table.column("sample_id").to_pylist())
     return ids
 
 
@@ -281,7 +285,8 @@ def reconcile(run_dir: Path, run_id: str, retry_errors: bool, log: Callable[[str
 
 
 def _retire(run_dir: Path, sample_ids: set[str]) -> None:
-    drop_rows(run_dir, lambda _, table: pc.is_in(table.column("sample_id"), pa.array(sorted(sample_ids), pa.string())))
+    if sample_ids:
+        drop_rows(run_dir, lambda _, table: pc.is_in(table.column("sample_id"), pa.array(sorted(sample_ids), pa.string())))
 
 
 def generate(
@@ -372,17 +377,19 @@ def _prepare(
     check = FingerprintCheck(recorded)
     queue = queue_path(config.run_dir)
     total, todo = write_queue(samples, done, config.run_id, queue, rows_per_group, check)
-    if check.any_change():
-        if not accept_changes:
-            shutil.rmtree(queue.parent, ignore_errors=True)
-            raise BenchmarkChangedError(
-                f"{config.benchmark.root}: the {config.benchmark.name} benchmark changed since run "
-                f"{config.run_id} started: {check.describe()}; re-run with --accept-changes to "
-                "regenerate those samples (removed ones lose their rows), or set another output_dir "
-                "for a new run"
-            )
-        log(f"{config.run_id}: benchmark changed ({check.describe()}); regenerating those samples")
-        _retire(config.run_dir, set(check.changed) | set(check.removed))
+    # Only good rows are protected: an error row holds no output that an edit could make stale.
+    stale = check.differences(committed=done - committed_sample_ids(config.run_dir, errors_only=True))
+    if stale and not accept_changes:
+        shutil.rmtree(queue.parent, ignore_errors=True)
+        raise BenchmarkChangedError(
+            f"{config.benchmark.root}: the {config.benchmark.name} benchmark changed since run "
+            f"{config.run_id} started: {stale.describe()}; re-run with --accept-changes to "
+            "regenerate those samples (removed ones lose their rows), or set another output_dir "
+            "for a new run"
+        )
+    if changes := check.differences():
+        log(f"{config.run_id}: the benchmark changed ({changes.describe()}); generating from the current one")
+        _retire(config.run_dir, (set(changes.changed) | set(changes.removed)) & done)
     digest = write_fingerprint(config.run_dir, check.current)
     log(f"{config.run_id}: {total} samples, {total - todo} already generated, {todo} to go")
     return total, todo, digest
