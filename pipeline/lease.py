@@ -155,8 +155,11 @@ def _beat(path: Path, token: str, stop: threading.Event, heartbeat_s: float) -> 
             return  # broken by another driver (we were silent past the TTL): stop claiming it
         lease["heartbeat"] = time.time()
         partial = path.with_name(f".{path.name}.{token}.partial")
-        partial.write_text(json.dumps(lease))
-        os.replace(partial, path)
+        try:
+            partial.write_text(json.dumps(lease))
+            os.replace(partial, path)
+        except OSError:  # the folder went away (deleted by hand); nothing left to claim
+            return
 
 
 def acquire(run_dir: Path, ttl_s: float = TTL_S, heartbeat_s: float = HEARTBEAT_S, log=print) -> None:

@@ -132,7 +132,8 @@ def queue_path(run_dir: Path) -> Path:
 
 def write_queue(
     samples: Iterable[Sample], done: set[str], run_id: str, path: Path, rows_per_group: int,
-    fingerprint: FingerprintCheck | None = None,
+    fingerprint: FingerprintCheck | None = None, retry: set[str] = frozenset(),
+    requeued: set[str] | None = None,
 ) -> tuple[int, int]:
     """Writes the samples whose ids are not in `done` to a Parquet queue, one row group of
     `rows_per_group` rows at a time (all the driver holds at once).
@@ -143,6 +144,9 @@ def write_queue(
     Args:
         fingerprint: when given, sees every sample; one that differs from the recorded
             fingerprint is queued even if `done` holds it.
+        retry: ids in `done` whose row is an error row to generate again; a sample whose error
+            comes from the reader itself (the same benchmark gives the same error) is not.
+        requeued: collects the ids queued although `done` holds them (their rows must go).
 
     Returns:
         (samples seen, samples queued), the queued ones in reader order.
@@ -154,8 +158,11 @@ def write_queue(
         for sample in samples:
             total += 1
             changed = fingerprint is not None and fingerprint.see(sample)
-            if sample.sample_id in done and not changed:
-                continue
+            if sample.sample_id in done:
+                if not changed and not (sample.sample_id in retry and sample.error is None):
+                    continue
+                if requeued is not None:
+                    requeued.add(sample.sample_id)
             chunk.append({**sample.to_row(), "run_id": run_id})
             if len(chunk) == rows_per_group:
                 writer = _write_chunk(writer, chunk, path)
@@ -252,36 +259,25 @@ def drop_rows(run_dir: Path, drop: Callable[[Path, pa.Table], pa.Array | None]) 
     return dropped
 
 
-def reconcile(run_dir: Path, run_id: str, retry_errors: bool, log: Callable[[str], None]) -> None:
+def reconcile(run_dir: Path, run_id: str, log: Callable[[str], None]) -> None:
     """Brings a run's committed files to one row per sample before a (re)start, under its lease.
 
     Foreign files go to quarantine; a sample committed more than once (two drivers before runs
     had leases, or a lease broken by a silent owner) keeps its first row in file order, the one
-    `read_generations` serves; with `retry_errors`, error rows are dropped so they are queued
-    again.
+    `read_generations` serves.
     """
     quarantine_foreign_files(run_dir, run_id, log)
     seen: set[str] = set()
-    counts = {"duplicate": 0, "error": 0}
 
-    def unwanted(path: Path, table: pa.Table) -> pa.Array:
+    def duplicates(path: Path, table: pa.Table) -> pa.Array:
         flags = []
-        for sample_id, error in zip(table.column("sample_id").to_pylist(), table.column("error").to_pylist()):
-            if sample_id in seen:
-                counts["duplicate"] += 1
-                flags.append(True)
-                continue
+        for sample_id in table.column("sample_id").to_pylist():
+            flags.append(sample_id in seen)
             seen.add(sample_id)
-            retry = retry_errors and error is not None
-            counts["error"] += retry
-            flags.append(retry)
         return pa.array(flags, pa.bool_())
 
-    drop_rows(run_dir, unwanted)
-    if counts["duplicate"]:
-        log(f"{run_id}: removed {counts['duplicate']} duplicate row(s) of samples committed twice")
-    if counts["error"]:
-        log(f"{run_id}: {counts['error']} error row(s) will be generated again (--keep-errors keeps them)")
+    if dropped := drop_rows(run_dir, duplicates):
+        log(f"{run_id}: removed {dropped} duplicate row(s) of samples committed twice")
 
 
 def _retire(run_dir: Path, sample_ids: set[str]) -> None:
@@ -367,18 +363,21 @@ def _prepare(
 ) -> tuple[int, int, str]:
     """Reconciles one run's folder and writes its queue; returns (samples, queued, fingerprint)."""
     (config.run_dir / GENERATIONS_DIR).mkdir(parents=True, exist_ok=True)
-    reconcile(config.run_dir, config.run_id, retry_errors, log)
+    reconcile(config.run_dir, config.run_id, log)
     samples, _ = iter_samples(config)
     recorded = read_fingerprint(config.run_dir)
     done = committed_sample_ids(config.run_dir)
+    errors = committed_sample_ids(config.run_dir, errors_only=True)
     if recorded is None and done:
         log(f"{config.run_id}: no benchmark fingerprint recorded (a run of an older halleval); "
             "recording the current benchmark's")
     check = FingerprintCheck(recorded)
     queue = queue_path(config.run_dir)
-    total, todo = write_queue(samples, done, config.run_id, queue, rows_per_group, check)
+    requeued: set[str] = set()
+    total, todo = write_queue(samples, done, config.run_id, queue, rows_per_group, check,
+                              retry=errors if retry_errors else set(), requeued=requeued)
     # Only good rows are protected: an error row holds no output that an edit could make stale.
-    stale = check.differences(committed=done - committed_sample_ids(config.run_dir, errors_only=True))
+    stale = check.differences(committed=done - errors)
     if stale and not accept_changes:
         shutil.rmtree(queue.parent, ignore_errors=True)
         raise BenchmarkChangedError(
@@ -387,9 +386,12 @@ def _prepare(
             "regenerate those samples (removed ones lose their rows), or set another output_dir "
             "for a new run"
         )
-    if changes := check.differences():
+    changes = check.differences()
+    if changes:
         log(f"{config.run_id}: the benchmark changed ({changes.describe()}); generating from the current one")
-        _retire(config.run_dir, (set(changes.changed) | set(changes.removed)) & done)
+    if retried := len(requeued & errors):
+        log(f"{config.run_id}: {retried} error row(s) will be generated again (--keep-errors keeps them)")
+    _retire(config.run_dir, requeued | (set(changes.removed) & done))
     digest = write_fingerprint(config.run_dir, check.current)
     log(f"{config.run_id}: {total} samples, {total - todo} already generated, {todo} to go")
     return total, todo, digest

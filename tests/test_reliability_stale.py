@@ -52,7 +52,8 @@ def _counts(out: str) -> tuple[int, int]:
 
 def test_error_rows_are_generated_again_unless_kept(local_ray, synth, tmp_path, capsys):
     images = _images(synth)
-    root = _pope(synth, tmp_path / "pope", [(1, images[0].name, "yes"), (2, "late.jpg", "no"), (3, images[1].name, "no")])
+    root = _pope(synth, tmp_path / "pope", [(1, images[0].name, "yes"), (2, "late.jpg", "no"), (3, images[1].name, "no"),
+                                            (4, images[1].name, "maybe")])  # a reader error: retrying cannot help
     for image in images[:2]:
         shutil.copy(image, root / "images" / image.name)
     config = _run_yaml(tmp_path, root)
@@ -63,16 +64,17 @@ def test_error_rows_are_generated_again_unless_kept(local_ray, synth, tmp_path, 
     capsys.readouterr()
 
     assert main(["run", str(config), "--keep-errors"]) == 0  # the image is still missing: kept
-    assert _counts(capsys.readouterr().out) == (0, 3)
+    assert _counts(capsys.readouterr().out) == (0, 4)
     assert {r["sample_id"]: r["error"] for r in read_generations(run_dir).to_pylist()}["pope-random-2"]
 
     shutil.copy(images[2], root / "images" / "late.jpg")  # the missing image arrives
     assert main(["run", str(config)]) == 0
     out = capsys.readouterr().out
-    assert _counts(out) == (1, 2) and "1 error row(s) will be generated again" in out
+    assert _counts(out) == (1, 3) and "1 error row(s) will be generated again" in out
     rows = {r["sample_id"]: r for r in read_generations(run_dir).to_pylist()}
-    assert len(rows) == 3 and rows["pope-random-2"]["error"] is None and rows["pope-random-2"]["output_text"]
-    assert json.loads((run_dir / "scores.json").read_text())["n_errors"] == 0
+    assert len(rows) == 4 and rows["pope-random-2"]["error"] is None and rows["pope-random-2"]["output_text"]
+    assert "label 'maybe'" in rows["pope-random-line4"]["error"]
+    assert json.loads((run_dir / "scores.json").read_text())["n_errors"] == 1
     assert main(["verify", str(run_dir)]) == 0
 
 
