@@ -28,6 +28,7 @@ from eval.scoring import load_scores
 from jobs.grid_config import GridCell, GridConfig, load_grid
 from jobs.run import add_resume_flags, check_scoring, execute, ray_session
 from pipeline.config import RunConfig
+from pipeline.lease import run_lease
 from pipeline.manifest import MANIFEST_FILE
 from pipeline.models import MODELS
 from pipeline.run import generate_many
@@ -130,7 +131,9 @@ def run_grid(
     grid_dir = grid_folder(grid.name, cells)
     grid_dir.mkdir(parents=True, exist_ok=True)
     n_generated = 0
-    with ray_session():
+    # One lease over all pending cells from generation to manifest: no other driver slips in
+    # between generate_many and a cell's execute.
+    with ray_session(), run_lease([cell.config.run_dir for cell in pending], log=log):
         if pending:
             summaries = generate_many([c.config for c in pending], log=log, load_log=grid_dir / LOADS_FILE,
                                       retry_errors=retry_errors, accept_changes=accept_changes)

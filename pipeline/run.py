@@ -9,7 +9,13 @@ pipeline's input is the list of (queue file, row group) pieces; a Ray task reads
 so the rows go from disk to the workers and never through the driver. The queue is rebuilt on
 every invocation and removed when the pipeline ends. The driver's private memory stays flat
 with the number of samples (docs/benchmarks.md, "Driver memory"); what it keeps are the sets
-of sample ids for the duplicate check and resume.
+of sample ids for the duplicate check and resume, and the per-sample benchmark fingerprint
+(three short strings per sample, pipeline.fingerprint).
+
+Each start, under the run folder's lease (pipeline.lease), first reconciles the committed files
+(foreign files quarantined, duplicate rows dropped), then writes the queue: samples without a
+row, error rows to retry, and samples whose fingerprint changed (only with accept_changes once
+they have a good row).
 """
 
 from __future__ import annotations

@@ -16,15 +16,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, wait_for
 
 from pipeline.config import build_config
 from pipeline.manifest import scan_generations
@@ -47,14 +46,6 @@ def _own_ports() -> list[str]:
     names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
              "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
     return [f"--{name}={_free_port()}" for name in names]
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what} after {timeout}s")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -123,9 +114,9 @@ def two_nodes(tmp_path) -> Iterator[Cluster]:
         # Head: 2 CPUs hold the reader task (0.25) and one 1-CPU actor, not a second one.
         cluster.start_node("head", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                            f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp_dir}")
-        _wait_for(lambda: cluster.alive_nodes() == 1, "the head node")
+        wait_for(lambda: cluster.alive_nodes() == 1, "the head node")
         cluster.start_node("worker", f"--address={cluster.address}", "--num-cpus=1")
-        _wait_for(lambda: cluster.alive_nodes() == 2, "the worker node")
+        wait_for(lambda: cluster.alive_nodes() == 2, "the worker node")
         yield cluster
     finally:
         cluster.stop()
@@ -160,13 +151,13 @@ def test_the_worker_nodes_raylet_killed_mid_run_and_every_sample_is_committed_on
                               env={**two_nodes.env, "RAY_ADDRESS": two_nodes.address},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(lambda: _map_workers(two_nodes, "worker") and len(generation_files(config.run_dir)) >= 2
+        wait_for(lambda: _map_workers(two_nodes, "worker") and len(generation_files(config.run_dir)) >= 2
                   or driver.poll() is not None, "an actor on the worker node and committed files", timeout=240)
         assert driver.poll() is None, driver.stdout.read()
         committed_at_kill = len(generation_files(config.run_dir))
         raylet = next(p for p in two_nodes.processes("worker") if p.name() == "raylet")
         raylet.kill()
-        _wait_for(lambda: two_nodes.nodes["worker"].poll() is not None or not raylet.is_running(), "the raylet")
+        wait_for(lambda: two_nodes.nodes["worker"].poll() is not None or not raylet.is_running(), "the raylet")
         # the lost node is replaced, as an autoscaler would
         two_nodes.start_node("replacement", f"--address={two_nodes.address}", "--num-cpus=1")
         log, _ = driver.communicate(timeout=400)
