@@ -202,15 +202,23 @@ def committed_sample_ids(run_dir: Path, errors_only: bool = False) -> set[str]:
     return ids
 
 
+_IDENTITY_COLUMNS = ("run_id", "sample_id", "error")  # what resume, reconcile and scoring key on
+
+
 def _foreign(path: Path, run_id: str) -> str | None:
-    """Why a committed file is not one of this run's generations, or None when it is."""
+    """Why a committed file is not one of this run's generations, or None when it is.
+
+    A file that lacks a column added to the schema later is still this run's (it is not moved
+    on a schema change); one without the identity columns, or with another type for a shared
+    column, is not.
+    """
     try:
         schema = pq.read_schema(path)
         if not all(schema.field(f.name).type == f.type for f in GENERATION_SCHEMA if f.name in schema.names):
             return "its columns have other types than the generation schema"
-        missing = [name for name in GENERATION_SCHEMA.names if name not in schema.names]
+        missing = [name for name in _IDENTITY_COLUMNS if name not in schema.names]
         if missing:
-            return f"it lacks the column(s) {', '.join(missing[:4])} of the generation schema"
+            return f"it lacks the column(s) {', '.join(missing)} of the generation schema"
         run_ids = pc.unique(pq.read_table(path, columns=["run_id"]).column("run_id")).to_pylist()
     except (OSError, ValueError) as error:  # pyarrow raises ArrowInvalid (a ValueError) on non-Parquet
         size = path.stat().st_size if path.exists() else 0
@@ -234,8 +242,10 @@ def quarantine_foreign_files(run_dir: Path, run_id: str, log: Callable[[str], No
             continue
         target = Path(run_dir) / QUARANTINE_DIR / path.name
         target.parent.mkdir(exist_ok=True)
+        if target.exists():  # keep what an earlier start set aside under the same name
+            target = target.with_name(f"{path.stem}-{uuid.uuid4().hex[:8]}{path.suffix}")
         os.replace(path, target)
-        log(f"{run_id}: {GENERATIONS_DIR}/{path.name}: {reason}; moved to {QUARANTINE_DIR}/{path.name}")
+        log(f"{run_id}: {GENERATIONS_DIR}/{path.name}: {reason}; moved to {QUARANTINE_DIR}/{target.name}")
         moved.append(target)
     return moved
 
