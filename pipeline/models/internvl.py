@@ -32,6 +32,7 @@ from transformers import (
 )
 
 from pipeline.api import LoadedModel, Visual
+from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import (
     FrameVideoProcessor,
@@ -88,9 +89,10 @@ class InternVLAdapter:
     default_target_layers = (6, 7, 8)
     default_locore_layers = (9, 14)
     default_locore_beta = 0.15
+    processor_args = ("max_patches",)
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        return load_model(self, checkpoint, dtype, device, InternVLForConditionalGeneration, tiny_internvl)
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
+        return load_model(self, checkpoint, dtype, device, InternVLForConditionalGeneration, tiny_internvl, args)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]

@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from pipeline.api import LoadedModel, Visual
+from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import load_model, to_model
 from pipeline.models.tiny import seeded_init, tiny_tokenizer
@@ -69,8 +70,8 @@ class Llava15Adapter:
     default_locore_layers = (9, 14)
     default_locore_beta = 0.15
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        return load_model(self, checkpoint, dtype, device, LlavaForConditionalGeneration, tiny_llava)
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
+        return load_model(self, checkpoint, dtype, device, LlavaForConditionalGeneration, tiny_llava, args)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]

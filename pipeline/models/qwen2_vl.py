@@ -41,6 +41,7 @@ from transformers.models.qwen2_vl.configuration_qwen2_vl import (
 )
 
 from pipeline.api import LoadedModel, Visual
+from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import (
     FrameVideoProcessor,
@@ -105,10 +106,11 @@ class _QwenVLAdapter:
     default_target_layers = (6, 7, 8)
     default_locore_layers = (9, 14)
     default_locore_beta = 0.20  # the paper's value for Qwen2-VL
+    processor_args = ("min_pixels", "max_pixels")
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
         return load_model(
-            self, checkpoint, dtype, device, self.model_class, lambda: tiny_qwen(self.model_class, *self.tiny_classes)
+            self, checkpoint, dtype, device, self.model_class, lambda: tiny_qwen(self.model_class, *self.tiny_classes), args
         )
 
     def build_inputs(
