@@ -75,8 +75,8 @@ def check_private_helpers(model: Any | None = None) -> None:
     Cheap (attribute and signature look-ups), so every model load runs it.
 
     Args:
-        model: a loaded model whose own (possibly overridden) generation helpers are checked;
-            None checks transformers' `GenerationMixin`.
+        model: a loaded model (or its class) whose own, possibly overridden, generation helpers
+            are checked; None checks transformers' `GenerationMixin`.
 
     Raises:
         IncompatibleTransformersError: names the helper and the transformers version.
@@ -92,10 +92,11 @@ def check_private_helpers(model: Any | None = None) -> None:
             raise _fail(f"{module_name}.{attribute}", "no longer exists")
     from transformers import DynamicCache, GenerationMixin
 
-    owner, owner_name = (GenerationMixin, "GenerationMixin") if model is None else (model, type(model).__name__)
+    owner = GenerationMixin if model is None else model
+    owner_name = owner.__name__ if isinstance(owner, type) else type(owner).__name__
     for name, keywords in _MODEL_METHODS:
         _check_method(owner, owner_name, name, keywords)
     for name, keywords in _CACHE_METHODS:
         _check_method(DynamicCache, "DynamicCache", name, keywords)
-    if model is not None and not hasattr(model.config, "_attn_implementation"):
+    if model is not None and not isinstance(model, type) and not hasattr(model.config, "_attn_implementation"):
         raise _fail(f"{type(model.config).__name__}._attn_implementation", "no longer exists")
