@@ -96,8 +96,9 @@ def tiny_qwen(model_class: type, config_class: type, text_class: type, vision_cl
     return model, processor
 
 
-class _QwenVLAdapter:
-    """The shared adapter body; the registered classes below name the model classes."""
+class QwenVLAdapter:
+    """The shared adapter body of the Qwen-VL families (also Qwen3-VL's, pipeline/models/qwen3_vl.py);
+    the registered classes name the model classes."""
 
     name: str
     model_class: type
@@ -124,14 +125,14 @@ class _QwenVLAdapter:
 
 
 @MODELS.register("qwen2_vl")
-class Qwen2VLAdapter(_QwenVLAdapter):
+class Qwen2VLAdapter(QwenVLAdapter):
     name = "qwen2_vl"
     model_class = Qwen2VLForConditionalGeneration
     tiny_classes = (Qwen2VLConfig, Qwen2VLTextConfig, Qwen2VLVisionConfig)
 
 
 @MODELS.register("qwen2_5_vl")
-class Qwen2_5_VLAdapter(_QwenVLAdapter):
+class Qwen2_5_VLAdapter(QwenVLAdapter):
     name = "qwen2_5_vl"
     model_class = Qwen2_5_VLForConditionalGeneration
     tiny_classes = (Qwen2_5_VLConfig, Qwen2_5_VLTextConfig, Qwen2_5_VLVisionConfig)
