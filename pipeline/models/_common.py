@@ -15,13 +15,15 @@ A private module (leading underscore), so the MODELS registry does not import it
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
-import transformers
-from transformers import AutoProcessor, BatchFeature
+from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer, BatchFeature
+from transformers import processing_utils
+from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 from transformers.video_processing_utils import VideoProcessorMixin
 
 from pipeline.api import LoadedModel, ModelAdapter, Visual
@@ -31,10 +33,12 @@ from pipeline.hf_compat import check_private_helpers
 T = TypeVar("T")
 
 # A processor checks its video_processor against the class named "VideoProcessorMixin", looked up
-# on the transformers module, which does not export that name (5.24); without torchvision the
-# fallback lookup fails too. Exporting the alias lets a processor accept FrameVideoProcessor.
-if not hasattr(transformers, "VideoProcessorMixin"):
-    transformers.VideoProcessorMixin = VideoProcessorMixin
+# on `processing_utils.transformers_module`, which does not export that name (5.24); without
+# torchvision the fallback lookup fails too. Exporting the alias lets a processor accept
+# FrameVideoProcessor. That module object is processing_utils' own import of transformers (the
+# lazy `transformers` in sys.modules can be a different object), so the alias goes on it.
+if not hasattr(processing_utils.transformers_module, "VideoProcessorMixin"):
+    processing_utils.transformers_module.VideoProcessorMixin = VideoProcessorMixin
 
 
 def load_pretrained(adapter_name: str, checkpoint: str, load: Callable[[], T]) -> T:
@@ -59,9 +63,21 @@ def load_pretrained(adapter_name: str, checkpoint: str, load: Callable[[], T]) -
         raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: no such folder — {hint}")
     try:
         return load()
-    except (OSError, ValueError, ImportError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: {reason} — {hint}") from error
+    except ImportError as error:
+        if "torchvision" not in str(error).lower():
+            raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: {_first_line(error)}") from error
+        raise ValueError(
+            f"cannot load model {adapter_name!r} from {checkpoint!r}: its video processor needs torchvision, "
+            "which is not installed — install the torchvision build that matches torch (a CUDA install of "
+            "torch brings it)"
+        ) from error
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: {_first_line(error)} — {hint}") from error
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def finish_load(adapter: ModelAdapter, model: Any, processor: Any, dtype: torch.dtype, device: str) -> LoadedModel:
@@ -140,10 +156,38 @@ def load_model(
             model_kwargs.setdefault("max_memory", _gpu_memory_caps())
         model, processor = load_pretrained(adapter.name, checkpoint, lambda: (
             model_class.from_pretrained(checkpoint, dtype=dtype, **model_kwargs),
-            AutoProcessor.from_pretrained(checkpoint, **args.processor_kwargs()),
+            load_processor(checkpoint, args, image_only=adapter.modality == "image"),
         ))
     check_private_helpers(model)
     return finish_load(adapter, model, processor, dtype, device)
+
+
+def load_processor(checkpoint: str, args: ModelArgs, image_only: bool) -> Any:
+    """The checkpoint's processor (AutoProcessor), with `model.args`' processor settings.
+
+    The image families' processors (Qwen-VL, InternVL, LLaVA-OneVision, VideoLLaMA3) also hold a
+    video processor, and transformers' video processors need torchvision, which a CPU install of
+    torch lacks. An image run never calls it, so for an image family the processor is then built
+    from the checkpoint's own tokenizer, image processor, chat template and processor settings,
+    with `FrameVideoProcessor` in the video slot. A video family keeps the ImportError, which
+    `load_pretrained` reports in one line.
+    """
+    kwargs = args.processor_kwargs()
+    try:
+        return AutoProcessor.from_pretrained(checkpoint, **kwargs)
+    except ImportError as error:
+        if not image_only or "torchvision" not in str(error).lower():
+            raise
+    hub = {k: v for k, v in kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "trust_remote_code")}
+    processor_class = PROCESSOR_MAPPING[type(AutoConfig.from_pretrained(checkpoint, **hub))]
+    image_processor = AutoImageProcessor.from_pretrained(checkpoint, **kwargs)
+    settings, _ = processor_class.get_processor_dict(checkpoint, **hub)
+    accepted = inspect.signature(processor_class.__init__).parameters
+    own = {k: v for k, v in settings.items() if k in accepted and k not in processor_class.get_attributes()}
+    return processor_class(
+        image_processor=image_processor, tokenizer=AutoTokenizer.from_pretrained(checkpoint, **hub),
+        video_processor=FrameVideoProcessor(image_processor), **own,
+    )
 
 
 def _gpu_memory_caps() -> dict[int, int]:

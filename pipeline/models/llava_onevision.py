@@ -34,7 +34,7 @@ from pipeline.api import LoadedModel, Visual
 from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import FrameVideoProcessor, chat_template_image_inputs, load_model
-from pipeline.models.tiny import chatml_template, seeded_init, tiny_text_config, tiny_tokenizer
+from pipeline.models.tiny import TokenizerFactory, chatml_template, seeded_init, tiny_text_config, tiny_tokenizer
 
 IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<video>"
@@ -42,10 +42,10 @@ TINY_TILE = 28  # 2x2 patches of 14 px per tile; the real checkpoints' tiles are
 TINY_PINPOINTS = [[TINY_TILE, TINY_TILE], [TINY_TILE, 2 * TINY_TILE], [2 * TINY_TILE, TINY_TILE], [2 * TINY_TILE, 2 * TINY_TILE]]
 
 
-def tiny_llava_onevision() -> tuple[LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor]:
+def tiny_llava_onevision(make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor]:
     """A random LLaVA-OneVision with the real architecture (SigLIP tower, anyres tiling with the
     newline token, projector, Qwen2), 16 text layers, 28-pixel tiles and the tiny tokenizer."""
-    tokenizer = tiny_tokenizer(["<|im_start|>", "<|im_end|>", IMAGE_TOKEN, VIDEO_TOKEN])
+    tokenizer = make_tokenizer(["<|im_start|>", "<|im_end|>", IMAGE_TOKEN, VIDEO_TOKEN])
     vision = SiglipVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=TINY_TILE,
         patch_size=14,
@@ -76,10 +76,11 @@ class LlavaOnevisionAdapter:
     modality = "image"
     default_target_layers = (6, 7, 8)
     default_locore_layers = (9, 14)
+    build_tiny = staticmethod(tiny_llava_onevision)  # (make_tokenizer) -> (model, processor)
     default_locore_beta = 0.15
 
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
-        return load_model(self, checkpoint, dtype, device, LlavaOnevisionForConditionalGeneration, tiny_llava_onevision, args)
+        return load_model(self, checkpoint, dtype, device, LlavaOnevisionForConditionalGeneration, self.build_tiny, args)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]

@@ -49,6 +49,7 @@ from pipeline.models._common import (
     load_model,
 )
 from pipeline.models.tiny import (
+    TokenizerFactory,
     TEXT_SIZES,
     chatml_template,
     seeded_init,
@@ -76,10 +77,13 @@ def _tiny_vision_config(config_class: type) -> Any:
     return config_class(**sizes, embed_dim=32, hidden_size=text_width, mlp_ratio=2)
 
 
-def tiny_qwen(model_class: type, config_class: type, text_class: type, vision_class: type) -> tuple[Any, Qwen2VLProcessor]:
+def tiny_qwen(
+    model_class: type, config_class: type, text_class: type, vision_class: type,
+    make_tokenizer: TokenizerFactory = tiny_tokenizer,
+) -> tuple[Any, Qwen2VLProcessor]:
     """A random Qwen2-VL or Qwen2.5-VL with the real architecture (M-RoPE, merged patches), 16
     text layers, a 56-pixel vision input and a word-level tokenizer; builds in about a second."""
-    tokenizer = tiny_tokenizer(SPECIAL_TOKENS)
+    tokenizer = make_tokenizer(SPECIAL_TOKENS)
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
         ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
         ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
@@ -110,9 +114,11 @@ class QwenVLAdapter:
     processor_args = ("min_pixels", "max_pixels")
 
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
-        return load_model(
-            self, checkpoint, dtype, device, self.model_class, lambda: tiny_qwen(self.model_class, *self.tiny_classes), args
-        )
+        return load_model(self, checkpoint, dtype, device, self.model_class, self.build_tiny, args)
+
+    def build_tiny(self, make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[Any, Qwen2VLProcessor]:
+        """The family's tiny random model and processor (make_tokenizer: see pipeline.models.tiny)."""
+        return tiny_qwen(self.model_class, *self.tiny_classes, make_tokenizer)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]

@@ -33,15 +33,15 @@ from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import FrameVideoProcessor, load_model
 from pipeline.models.qwen2_vl import IMAGE_TEXT, SPECIAL_TOKENS, QwenVLAdapter
-from pipeline.models.tiny import TEXT_SIZES, chatml_template, seeded_init, tiny_text_config, tiny_tokenizer
+from pipeline.models.tiny import TokenizerFactory, TEXT_SIZES, chatml_template, seeded_init, tiny_text_config, tiny_tokenizer
 
 TINY_IMAGE_PIXELS = 64 * 64  # 4x4 patches of 16 px, merged 2x2: four image tokens per image
 
 
-def tiny_qwen3_vl() -> tuple[Qwen3VLForConditionalGeneration, Qwen3VLProcessor]:
+def tiny_qwen3_vl(make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[Qwen3VLForConditionalGeneration, Qwen3VLProcessor]:
     """A random Qwen3-VL with the real architecture (16-px patches, DeepStack, interleaved M-RoPE),
     16 text layers, a 64-pixel vision input and the tiny tokenizer."""
-    tokenizer = tiny_tokenizer(SPECIAL_TOKENS)
+    tokenizer = make_tokenizer(SPECIAL_TOKENS)
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
         ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
         ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
@@ -73,7 +73,6 @@ def tiny_qwen3_vl() -> tuple[Qwen3VLForConditionalGeneration, Qwen3VLProcessor]:
 class Qwen3VLAdapter(QwenVLAdapter):
     name = "qwen3_vl"
     model_class = Qwen3VLForConditionalGeneration
+    build_tiny = staticmethod(tiny_qwen3_vl)  # (make_tokenizer) -> (model, processor)
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
-        return load_model(self, checkpoint, dtype, device, self.model_class, tiny_qwen3_vl, args)
 

@@ -37,17 +37,17 @@ from pipeline.api import LoadedModel, Visual
 from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import FrameVideoProcessor, chat_template_image_inputs, load_model
-from pipeline.models.tiny import chatml_template, seeded_init, tiny_text_config, tiny_tokenizer
+from pipeline.models.tiny import TokenizerFactory, chatml_template, seeded_init, tiny_text_config, tiny_tokenizer
 
 IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
 TINY_IMAGE_PIXELS = 56 * 56  # about 16 patches of 14 px per image
 
 
-def tiny_video_llama3() -> tuple[VideoLlama3ForConditionalGeneration, VideoLlama3Processor]:
+def tiny_video_llama3(make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[VideoLlama3ForConditionalGeneration, VideoLlama3Processor]:
     """A random VideoLLaMA3 with the real architecture (any-resolution SigLIP tower with 2D RoPE,
     projector, Qwen2 text model), 16 text layers, ~56-pixel images and the tiny tokenizer."""
-    tokenizer = tiny_tokenizer(["<|im_start|>", "<|im_end|>", IMAGE_TOKEN, VIDEO_TOKEN])
+    tokenizer = make_tokenizer(["<|im_start|>", "<|im_end|>", IMAGE_TOKEN, VIDEO_TOKEN])
     vision = VideoLlama3VisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14
     )
@@ -72,11 +72,12 @@ class VideoLlama3Adapter:
     modality = "image"
     default_target_layers = (6, 7, 8)
     default_locore_layers = (9, 14)
+    build_tiny = staticmethod(tiny_video_llama3)  # (make_tokenizer) -> (model, processor)
     default_locore_beta = 0.15
     processor_args = ("min_pixels", "max_pixels")
 
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
-        return load_model(self, checkpoint, dtype, device, VideoLlama3ForConditionalGeneration, tiny_video_llama3, args)
+        return load_model(self, checkpoint, dtype, device, VideoLlama3ForConditionalGeneration, self.build_tiny, args)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
