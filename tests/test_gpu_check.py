@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib.util
 import re
 
+import pytest
+import torch
+
 from conftest import REPO_ROOT
 
 
@@ -27,10 +30,7 @@ def test_the_dry_run_checks_equivalence_and_times_every_method(capsys):
         assert re.search(rf"\b{re.escape(name)} [\d.]+ ms \([\d.]+x\)", line), line
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
 def test_without_cuda_the_real_run_says_what_to_do(capsys):
-    import torch
-
-    if torch.cuda.is_available():
-        return
     assert _gpu_check().main([]) == 2
     assert "no CUDA device visible" in capsys.readouterr().err

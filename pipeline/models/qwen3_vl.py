@@ -19,7 +19,6 @@ depth). DeepStack adds visual features in decoder layers 0-2, before all of thes
 
 from __future__ import annotations
 
-import torch
 from transformers import (
     Qwen2VLImageProcessorPil,
     Qwen3VLConfig,
@@ -28,12 +27,17 @@ from transformers import (
 )
 from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLTextConfig, Qwen3VLVisionConfig
 
-from pipeline.api import LoadedModel
-from pipeline.config import ModelArgs
 from pipeline.models import MODELS
-from pipeline.models._common import FrameVideoProcessor, load_model
+from pipeline.models._common import FrameVideoProcessor
 from pipeline.models.qwen2_vl import IMAGE_TEXT, SPECIAL_TOKENS, QwenVLAdapter
-from pipeline.models.tiny import TokenizerFactory, TEXT_SIZES, chatml_template, seeded_init, tiny_text_config, tiny_tokenizer
+from pipeline.models.tiny import (
+    TEXT_SIZES,
+    TokenizerFactory,
+    chatml_template,
+    seeded_init,
+    tiny_text_config,
+    tiny_tokenizer,
+)
 
 TINY_IMAGE_PIXELS = 64 * 64  # 4x4 patches of 16 px, merged 2x2: four image tokens per image
 
