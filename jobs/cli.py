@@ -19,13 +19,21 @@ from pathlib import Path
 from jobs.console import VERBOSE_ENV
 from pipeline.api import BenchmarkError
 from pipeline.config import ConfigError
+from pipeline.lease import RunLockedError
 from pipeline.registry import UnknownNameError
 
 # Modules that contribute commands, in the order `halleval --help` lists them.
+<<<<<<< HEAD
 COMMAND_MODULES = (
     "jobs.run", "jobs.listing", "jobs.demo", "jobs.score", "jobs.report", "jobs.compare", "jobs.tracking", "jobs.data", "jobs.verify",
     "jobs.grid", "jobs.nightly",
 )
+=======
+COMMAND_MODULES = ("jobs.run", "jobs.demo", "jobs.score", "jobs.report", "jobs.data", "jobs.verify", "jobs.grid", "jobs.nightly")
+
+# Errors that carry a complete one-line message for the user: printed without a traceback.
+USER_ERRORS = (ConfigError, BenchmarkError, ScoringError, UnknownNameError, FileNotFoundError, RunLockedError)
+>>>>>>> main
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -1,7 +1,9 @@
 """`halleval grid GRID.yaml`: an ablation grid (e.g. alpha x beta x model x benchmark) as one Ray job.
 
-Every cell is an ordinary run (own run id and folder under the base's output_dir). Cells that
-hold scores.json are finished and skipped; the others are generated together, one Ray Data
+Every cell is an ordinary run (own run id and folder under the base's output_dir). A cell is
+finished, and skipped, when its folder holds manifest.json (written last, after the scores) and
+its scores.json was scored with the cell's `scoring.*` settings; a cell whose judge or tagger
+changed is re-scored without generating again. The others are generated together, one Ray Data
 pipeline per model so each model loads once per actor for all its cells (generation resumes per
 sample), then each is scored and reported with `jobs.run.execute`, which finds its samples
 committed. The grid's own folder, <output_dir>/grids/<name>/, gets grid.parquet (one row per
@@ -22,11 +24,17 @@ import pyarrow.parquet as pq
 
 from eval.html.grid import write_grid_report
 from eval.report import headline_scores
-from eval.scoring import SCORES_FILE, load_scores
+from eval.scoring import load_scores
 from jobs.grid_config import GridCell, GridConfig, load_grid
+<<<<<<< HEAD
 from jobs.console import watch_progress
 from jobs.run import check_scoring, execute, ray_session
+=======
+from jobs.run import add_resume_flags, check_scoring, execute, ray_session
+>>>>>>> main
 from pipeline.config import RunConfig
+from pipeline.lease import run_lease
+from pipeline.manifest import MANIFEST_FILE
 from pipeline.models import MODELS
 from pipeline.run import generate_many
 from pipeline.schema import read_generations
@@ -58,6 +66,17 @@ def effective_beta(config: RunConfig) -> float:
     if config.method.beta is not None:
         return config.method.beta
     return MODELS.get(config.model.name)().default_locore_beta
+
+
+def is_finished(config: RunConfig) -> bool:
+    """The run is complete (manifest.json is written last) and scored as its config asks."""
+    if not (config.run_dir / MANIFEST_FILE).is_file():
+        return False
+    try:
+        scores = load_scores(config.run_dir)
+    except (OSError, ValueError):
+        return False
+    return scores.get("scoring") == config.scoring.model_dump(mode="json")
 
 
 def cell_row(cell: GridCell) -> dict[str, Any]:
@@ -97,27 +116,40 @@ def write_grid_table(cells: list[GridCell], path: Path) -> pa.Table:
     return table
 
 
-def run_grid(grid: GridConfig, source: str = "grid", overrides: list[str] = (), log=print) -> GridResult:
+def run_grid(
+    grid: GridConfig, source: str = "grid", overrides: list[str] = (), log=print,
+    retry_errors: bool = True, accept_changes: bool = False,
+) -> GridResult:
     """Runs every unfinished cell, then writes grid.parquet and the grid report.
 
     Uses the current Ray session, or starts/attaches one (see `jobs.run.ray_session`).
+
+    Args:
+        retry_errors, accept_changes: as `pipeline.run.generate_many`.
     """
     start = time.perf_counter()
     cells = grid.cells(source, list(overrides))
     for cell in cells:
         check_scoring(cell.config)
-    pending = [cell for cell in cells if not (cell.config.run_dir / SCORES_FILE).is_file()]
+    pending = [cell for cell in cells if not is_finished(cell.config)]
     log(f"grid {grid.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, {len(pending)} to run")
     grid_dir = grid_folder(grid.name, cells)
     grid_dir.mkdir(parents=True, exist_ok=True)
     n_generated = 0
-    with ray_session():
+    # One lease over all pending cells from generation to manifest: no other driver slips in
+    # between generate_many and a cell's execute.
+    with ray_session(), run_lease([cell.config.run_dir for cell in pending], log=log):
         if pending:
             summaries = generate_many([c.config for c in pending], log=log, load_log=grid_dir / LOADS_FILE,
+<<<<<<< HEAD
                                       progress=watch_progress)
+=======
+                                      retry_errors=retry_errors, accept_changes=accept_changes)
+>>>>>>> main
             n_generated = sum(s.n_generated for s in summaries)
         for cell in pending:
-            execute(cell.config, log=log)
+            # generate_many just retried the error rows; the ones left failed again, keep them
+            execute(cell.config, log=log, retry_errors=False)
     table = write_grid_table(cells, grid_dir / GRID_FILE)
     write_grid_report(grid_dir, grid.name, table)
     return GridResult(grid_dir, cells, len(cells) - len(pending), n_generated, time.perf_counter() - start)
@@ -125,7 +157,8 @@ def run_grid(grid: GridConfig, source: str = "grid", overrides: list[str] = (), 
 
 def _handle(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
-    result = run_grid(grid, source=args.grid, overrides=args.set or [])
+    result = run_grid(grid, source=args.grid, overrides=args.set or [],
+                      retry_errors=not args.keep_errors, accept_changes=args.accept_changes)
     print(
         f"\ngrid {grid.name}: {len(result.cells)} cells ({result.n_skipped} already finished), "
         f"{result.n_generated} samples generated in {result.seconds:.0f}s"
@@ -148,4 +181,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--set", action="append", metavar="KEY=VALUE",
         help="override a key of the grid's base, e.g. --set benchmark.limit=50 (repeatable)",
     )
+    add_resume_flags(parser)
     parser.set_defaults(handler=_handle)

@@ -3,8 +3,10 @@
 It checks what `halleval run` promises to leave behind: the config, run.json (run id, config
 hash, git commit, package versions), manifest.json against the committed Parquet files
 (missing, extra or changed files), one row per benchmark sample (no duplicates, no gaps, no
-strangers) and scores.json against the generations. Exit code 0 when all is well, 1 with one
-line per problem otherwise.
+strangers, rows of another run), the benchmark against the fingerprint recorded when the run
+started, and scores.json against the generations: its counts, and its metrics against a fresh
+re-score of the rows (`--no-rescore` skips that, e.g. when the judge endpoint is unreachable).
+Exit code 0 when all is well, 1 with one line per problem otherwise.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eval.scoring import SCORES_FILE
+from eval.api import ScoringContext
+from eval.scoring import SCORES_FILE, score_metric
 from jobs.run import RUN_INFO_FILE
+from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import RunConfig, load_config
+from pipeline.fingerprint import FingerprintCheck, read_fingerprint
 from pipeline.manifest import MANIFEST_FILE, check_generations, scan_generations
-from pipeline.run import load_samples
+from pipeline.run import iter_samples
 
 CONFIG_FILE = "config.yaml"
 _RUN_INFO_KEYS = ("run_id", "config_hash", "git_commit", "packages")
@@ -54,7 +59,9 @@ def _check_identity(config: RunConfig, run_dir: Path, info: dict[str, Any] | Non
         problems.append(f"{RUN_INFO_FILE} config_hash differs from the hash of {CONFIG_FILE}")
 
 
-def _check_scores(config: RunConfig, run_dir: Path, scores: dict[str, Any], problems: list[str]) -> None:
+def _check_scores(
+    config: RunConfig, run_dir: Path, scores: dict[str, Any], rescore: bool, problems: list[str]
+) -> None:
     try:
         _, counts, n_errors = scan_generations(run_dir)
     except (OSError, ValueError):
@@ -64,12 +71,64 @@ def _check_scores(config: RunConfig, run_dir: Path, scores: dict[str, Any], prob
     for key, value in expected.items():
         if scores.get(key) != value:
             problems.append(f"{SCORES_FILE} {key} is {scores.get(key)!r} but the run holds {value!r}")
+    scoring = config.scoring.model_dump(mode="json")
+    if "scoring" in scores and scores["scoring"] != scoring:
+        problems.append(f"{SCORES_FILE} was scored with {scores['scoring']} but the config asks for {scoring}")
     if not scores.get("metrics"):
         problems.append(f"{SCORES_FILE} holds no metrics")
+        return
+    if not rescore or not counts:
+        return
+    context = ScoringContext(benchmark_root=Path(config.benchmark.root), run_dir=run_dir,
+                             judge=config.scoring.judge, tagger=config.scoring.tagger)
+    for metric in BENCHMARKS.get(config.benchmark.name)().metrics:
+        recorded = scores["metrics"].get(metric)
+        if recorded is None:
+            problems.append(f"{SCORES_FILE} lacks metric {metric!r}")
+            continue
+        fresh = json.loads(json.dumps(score_metric(metric, context)))  # as scores.json stores it
+        difference = first_difference(recorded, fresh)
+        if difference is not None:
+            problems.append(f"{SCORES_FILE} {metric} differs from a re-score of the rows: {difference}")
 
 
-def verify_run(run_dir: Path) -> list[str]:
+def first_difference(recorded: Any, fresh: Any, where: str = "") -> str | None:
+    """Where two JSON values first differ ("accuracy: 0.9 recorded, 0.5 re-scored"), or None.
+
+    Floats agree within 1e-9 (relative): a re-score sums in the same order, but JSON rounds.
+    """
+    label = where or "(top level)"
+    if isinstance(recorded, dict) and isinstance(fresh, dict):
+        for key in sorted(recorded.keys() | fresh.keys(), key=str):
+            if key not in recorded or key not in fresh:
+                return f"{where + '.' if where else ''}{key} only {'re-scored' if key in fresh else 'recorded'}"
+            found = first_difference(recorded[key], fresh[key], f"{where + '.' if where else ''}{key}")
+            if found:
+                return found
+        return None
+    if isinstance(recorded, list) and isinstance(fresh, list):
+        if len(recorded) != len(fresh):
+            return f"{label}: {len(recorded)} items recorded, {len(fresh)} re-scored"
+        for index, (a, b) in enumerate(zip(recorded, fresh)):
+            found = first_difference(a, b, f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    numbers = (int, float)
+    if isinstance(recorded, numbers) and isinstance(fresh, numbers) and not isinstance(recorded, bool):
+        if abs(recorded - fresh) <= 1e-9 * max(1.0, abs(recorded), abs(fresh)):
+            return None
+    elif recorded == fresh:
+        return None
+    return f"{label}: {recorded!r} recorded, {fresh!r} re-scored"
+
+
+def verify_run(run_dir: Path, rescore: bool = True) -> list[str]:
     """Every problem found in a run folder, one line each; empty when the run is intact.
+
+    Args:
+        rescore: score the rows again and compare with scores.json (judged metrics ask the
+            judge, or its cache, again).
 
     Raises:
         FileNotFoundError: the folder does not exist.
@@ -82,19 +141,28 @@ def verify_run(run_dir: Path) -> list[str]:
     problems: list[str] = []
     info = _read_json(run_dir / RUN_INFO_FILE, problems)
     _check_identity(config, run_dir, info, problems)
+    samples, _ = iter_samples(config)
+    check = FingerprintCheck(read_fingerprint(run_dir))
+    expected_ids = set()
+    for sample in samples:
+        check.see(sample)
+        expected_ids.add(sample.sample_id)
+    if check.recorded is None:
+        problems.append("benchmark_fingerprint.parquet is missing: the benchmark cannot be checked for edits")
+    elif changes := check.differences():
+        problems.append(f"the benchmark changed since the run was generated: {changes.describe()}")
     manifest = _read_json(run_dir / MANIFEST_FILE, problems)
     if manifest is not None:
-        samples, _ = load_samples(config)
-        problems += check_generations(run_dir, manifest, {s.sample_id for s in samples})
+        problems += check_generations(run_dir, manifest, expected_ids, config.run_id)
     scores = _read_json(run_dir / SCORES_FILE, problems)
     if scores is not None:
-        _check_scores(config, run_dir, scores, problems)
+        _check_scores(config, run_dir, scores, rescore, problems)
     return problems
 
 
 def _handle(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    problems = verify_run(run_dir)
+    problems = verify_run(run_dir, rescore=not args.no_rescore)
     for problem in problems:
         print(f"halleval verify: {run_dir}: {problem}", file=sys.stderr)
     if problems:
@@ -108,9 +176,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "verify",
         help="check a run folder: manifest, one row per sample, scores",
         description="Check that a run folder is complete: config, run.json, manifest.json against the "
-        "Parquet files, exactly one row per benchmark sample, scores.json against the rows. Exits 1 "
+        "Parquet files, exactly one row per benchmark sample and all of this run, the benchmark "
+        "against its recorded fingerprint, scores.json against a re-score of the rows. Exits 1 "
         "and names each problem when something is wrong.",
     )
     parser.add_argument("run_dir", help="a run folder, e.g. runs/chair-llava15-greedy-<hash>")
+    parser.add_argument(
+        "--no-rescore", action="store_true",
+        help="do not score the rows again to compare with scores.json (judged metrics ask the judge again)",
+    )
     parser.set_defaults(handler=_handle)
 

@@ -76,12 +76,25 @@ def write_manifest(run_dir: Path, run_id: str, n_expected: int) -> dict[str, Any
     return manifest
 
 
-def check_generations(run_dir: Path, manifest: dict[str, Any], expected_ids: set[str]) -> list[str]:
+def foreign_rows(run_dir: Path, run_id: str) -> Counter[str]:
+    """Rows of the committed files whose run_id is not `run_id`, counted by the run_id they carry."""
+    strangers: Counter[str] = Counter()
+    for path in generation_files(run_dir):
+        strangers.update(r for r in pq.read_table(path, columns=["run_id"]).column("run_id").to_pylist() if r != run_id)
+    return strangers
+
+
+def check_generations(
+    run_dir: Path, manifest: dict[str, Any], expected_ids: set[str], run_id: str | None = None
+) -> list[str]:
     """Compares a run's generations with its manifest and the benchmark's sample ids.
+
+    Args:
+        run_id: when given, every row must carry it (a file copied from another run would not).
 
     Returns:
         One line per problem (missing, extra or changed files, duplicate, missing or unknown
-        samples, counts that disagree); empty when the generations are intact.
+        samples, rows of another run, counts that disagree); empty when the generations are intact.
     """
     problems = []
     listed = {entry["name"]: entry for entry in manifest.get("files", [])}
@@ -97,6 +110,9 @@ def check_generations(run_dir: Path, manifest: dict[str, Any], expected_ids: set
         files, counts, n_errors = scan_generations(run_dir)
     except (OSError, ValueError) as error:  # pyarrow raises ArrowInvalid (a ValueError) on a corrupt file
         return [*problems, f"{GENERATIONS_DIR}/ cannot be read: {error}"]
+    if run_id is not None and (strangers := foreign_rows(run_dir, run_id)):
+        other, _ = strangers.most_common(1)[0]
+        problems.append(f"{sum(strangers.values())} row(s) carry another run's run_id, e.g. {other!r}")
     duplicated = sorted(sample_id for sample_id, n in counts.items() if n > 1)
     if duplicated:
         problems.append(f"{len(duplicated)} sample(s) appear more than once, e.g. {duplicated[:3]}")

@@ -15,8 +15,15 @@ from PIL import Image
 from pipeline.api import Sample, Visual
 
 # PIL's own decompression-bomb threshold (~89.5 megapixels, a 1 GB RGB buffer). Checked before
-# decoding, from the header, so a hostile file costs nothing.
+# decoding, from the header, so a hostile file costs nothing; PIL's own check uses it too.
 MAX_IMAGE_PIXELS = 89_478_485
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# The formats an evaluation image comes in. PIL would otherwise also try every other plug-in on
+# a file of unknown content (EPS, for one, runs Ghostscript), whatever its name says.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "JPEG2000", "PPM", "DDS", "ICO", "AVIF")
+# 16-bit (and 32-bit integer) greyscale: PIL's convert("RGB") clips each value at 255, which
+# crushes a 16-bit image to almost black and white; shift the high byte down instead.
+_WIDE_GREY_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
 class VisualError(ValueError):
@@ -47,20 +54,37 @@ def load_image(path: Path) -> Image.Image:
     if not path.is_file():
         raise VisualError(f"image {path} does not exist")
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise VisualError(
                     f"image {path} is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel "
                     "limit (decompression-bomb guard); downscale it before evaluating"
                 )
-            return image.convert("RGB")  # convert() loads, so truncation surfaces here
+            return to_rgb(image)  # converting loads, so truncation surfaces here
     except VisualError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Exception as error:  # noqa: BLE001 - whatever a decoder raises is this sample's error
         # PIL reports unknown formats as UnidentifiedImageError (an OSError), truncated data as
-        # OSError and some malformed headers as SyntaxError or ValueError.
+        # OSError, malformed headers as SyntaxError or ValueError, a hostile length field as
+        # MemoryError and an unsupported pixel format as NotImplementedError.
         raise VisualError(f"image {path} could not be decoded: {_one_line(error)}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB copy of a decoded image; 16- and 32-bit greyscale keep their full range, scaled."""
+    if image.mode in _WIDE_GREY_MODES:
+        values = np.clip(np.asarray(image).astype(np.int64), 0, None)
+        # "I" is 32-bit, but PIL also decodes some 16-bit greyscale (older PNG, TIFF) into it:
+        # values that fit in 16 bits are taken as 16-bit.
+        bits = 16 if image.mode != "I" or values.max(initial=0) < 1 << 16 else 32
+        grey = (values >> (bits - 8)).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0  # floats in [0, 1] or already 0-255
+        return Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    return image.convert("RGB")
 
 
 def frame_indices(total: int, num_frames: int) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,15 @@ from pipeline.config import BenchmarkConfig
 from pipeline.synth import SyntheticBenchmark, write_synthetic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition, what: str, timeout: float = 120, poll_s: float = 0.05) -> None:
+    """Polls `condition()` until it is true; TimeoutError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what} after {timeout}s")
+        time.sleep(poll_s)
 
 
 def read_benchmark(name: str, root, seed: int = 0, **fields) -> list[Sample]:

@@ -13,6 +13,7 @@ from jobs.cli import main
 from jobs.grid import GRID_FILE, LOADS_FILE, grid_folder, run_grid
 from jobs.grid_config import GridConfig, load_grid
 from pipeline.config import ConfigError
+from pipeline.manifest import MANIFEST_FILE
 from pipeline.schema import GENERATIONS_DIR, generation_files, read_generations
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,6 +109,19 @@ def test_grid_loads_the_model_once_skips_finished_cells_and_resumes(local_ray, s
     assert (resumed.n_skipped, resumed.n_generated) == (3, 2)
     assert read_generations(run_dir).num_rows == 3
     assert len((grid_dir / LOADS_FILE).read_text().splitlines()) == 2  # one load for the resume
+
+    # killed after scores.json, before manifest.json: not finished, scored again
+    (grid.cells()[0].config.run_dir / MANIFEST_FILE).unlink()
+    rescored = run_grid(grid, log=lambda _: None)
+    assert (rescored.n_skipped, rescored.n_generated) == (3, 0)
+    assert (grid.cells()[0].config.run_dir / MANIFEST_FILE).is_file()
+
+    # another scoring.* (outside the run id): every cell is scored again, nothing generated
+    changed = run_grid(grid, overrides=["scoring.tagger=aptagger"], log=lambda _: None)
+    assert (changed.n_skipped, changed.n_generated) == (0, 0)
+    for cell in changed.cells:
+        assert json.loads((cell.config.run_dir / "scores.json").read_text())["scoring"]["tagger"] == "aptagger"
+    assert run_grid(grid, overrides=["scoring.tagger=aptagger"], log=lambda _: None).n_skipped == 4
 
 
 @pytest.mark.parametrize(

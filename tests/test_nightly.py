@@ -67,14 +67,19 @@ def _suite(synth, tmp_path: Path) -> Path:
 
 def test_no_change_passes_and_a_planted_regression_fails_naming_it(local_ray, synth, tmp_path, capsys):
     suite, ledger = _suite(synth, tmp_path), tmp_path / "ledger.parquet"
-    assert main(["nightly", str(suite), "--baseline", str(ledger), "--update-baseline"]) == 0
+
+    def nightly(night: str, *flags: str) -> int:
+        return main(["nightly", str(suite), "--baseline", str(ledger), "--night", night, *flags])
+
+    assert nightly("n1", "--update-baseline") == 0
     recorded = pq.read_table(ledger).to_pylist()
     assert sorted(r["metric"] for r in recorded) == ["chair", "pope"]
     assert all(r["git_commit"] and r["date"] and json.loads(r["samples"])["keys"] for r in recorded)
+    assert {r["night"] for r in recorded} == {"n1"}
     capsys.readouterr()
 
-    # the same code again: every score equal, CI [0, 0], exit 0
-    assert main(["nightly", str(suite), "--baseline", str(ledger)]) == 0
+    # the same code on another night: every score equal, CI [0, 0], exit 0
+    assert nightly("n2") == 0
     out = capsys.readouterr().out
     assert "REGRESSION" not in out and "no regression" in out
     assert "ok pope.accuracy" in out and "diff +0.0000, 95% CI [+0.0000, +0.0000]" in out
@@ -88,7 +93,7 @@ def test_no_change_passes_and_a_planted_regression_fails_naming_it(local_ray, sy
             row["samples"] = json.dumps(samples)
             row["scores"] = json.dumps({**json.loads(row["scores"]), "accuracy": 1.0})
     pq.write_table(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), ledger)
-    assert main(["nightly", str(suite), "--baseline", str(ledger)]) == 1
+    assert nightly("n2") == 1
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if l.startswith("REGRESSION"))
     assert line.startswith("REGRESSION pope.accuracy (pope-llava15-greedy-") and "old 1.0000 -> new 0." in line
@@ -96,3 +101,28 @@ def test_no_change_passes_and_a_planted_regression_fails_naming_it(local_ray, sy
     assert "score(s) regressed beyond tolerance" in out
     page = next((tmp_path / "runs" / "nightly").glob("*/grids/tiny-nightly/nightly.html")).read_text()
     assert 'class="bad"' in page and 'src="data:image/png;base64,' in page
+
+    # a regressing night is not recorded, so running it again still compares with n1 and fails
+    assert nightly("n2", "--update-baseline") == 1
+    assert "not recorded in" in capsys.readouterr().out
+    assert pq.read_table(ledger).num_rows == 2
+    assert nightly("n2", "--update-baseline") == 1
+    capsys.readouterr()
+
+    # an intended change is accepted explicitly; a re-run of that night still compares with
+    # the baseline of its first attempt (n1), and recording it again does not add rows
+    assert nightly("n2", "--update-baseline", "--accept") == 0
+    assert "accepted as the new baseline" in capsys.readouterr().out
+    assert sorted(r["night"] for r in pq.read_table(ledger).to_pylist()) == ["n1", "n1", "n2", "n2"]
+    assert nightly("n2", "--update-baseline", "--accept") == 0
+    assert "REGRESSION pope.accuracy" in capsys.readouterr().out
+    assert pq.read_table(ledger).num_rows == 4
+    # the next night compares with the accepted n2: no regression
+    assert nightly("n3") == 0
+    assert "no regression" in capsys.readouterr().out
+
+
+def test_accept_without_update_baseline_is_a_one_line_error(tmp_path, capsys):
+    suite = REPO / "configs/suites/tiny.yaml"
+    assert main(["nightly", str(suite), "--baseline", str(tmp_path / "l.parquet"), "--accept"]) == 2
+    assert "--accept records a regressing night" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from jobs.cli import main
 from pipeline.config import load_config
 from pipeline.schema import read_generations
 from pipeline.synth import write_synthetic
+from test_visuals import hostile_jpeg2000, unsupported_dds
 
 
 def _one_line_error(capsys, command: str) -> str:
@@ -64,6 +65,15 @@ def inputs(tmp_path_factory) -> Inputs:
 
 def _first_question(inputs: Inputs) -> str:
     return Path(inputs.questions).read_text().splitlines()[0] + "\n"
+
+
+def _instances_without_categories(inputs: Inputs) -> str:
+    root = inputs.folder / "coco-no-categories"
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    data = json.loads((inputs.synth.coco_root / "annotations" / "instances_val2014.json").read_text())
+    del data["categories"]
+    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(data))
+    return str(root)
 
 
 def _case(name: str, argv: Callable[[Inputs], list[str]], expected: str, names_file: bool = True):
@@ -114,6 +124,11 @@ CLI_CASES = [
         "score", "videoqa", "--judge", "opnai:gpt-4",
         "--predictions", i.write("pred.jsonl", '{"id": 1, "question": "q", "answer": "a", "pred": "p"}\n')],
      "unknown judge 'opnai'; did you mean 'openai'?", names_file=False),
+    _case("config: seed beyond int64", lambda i: ["run", i.config(""), "--set", f"seed={2**63}"],
+     "'seed': seed 9223372036854775808 is outside 0 to 2**63-1", names_file=False),
+    _case("COCO instances without categories", lambda i: [
+        "data", "pope", "--coco", _instances_without_categories(i), "--out", str(i.folder / "pope-out")],
+     "is not in the COCO instances format (no 'categories' section)"),
     _case("verify: not a run folder", lambda i: ["verify", str(i.folder / "no-run")], "is not a folder"),
 ]
 
@@ -153,8 +168,10 @@ def _pope_folder(synth, root: Path) -> tuple[Path, dict[str, str]]:
     (images / "cut.jpg").write_bytes(good[0].read_bytes()[:300])
     (images / "text.jpg").write_text("this is not an image")
     _huge_png(images / "huge.png")
+    hostile_jpeg2000(images / "j2k.jpg")
+    unsupported_dds(images / "dds.jpg")
 
-    def question(qid: int, image: str, label: str = "yes") -> bytes:
+    def question(qid: int | str, image: str, label: str = "yes") -> bytes:
         return json.dumps({"question_id": qid, "image": image, "text": "Is there a dog in the image?",
                            "label": label}).encode() + b"\n"
 
@@ -166,6 +183,8 @@ def _pope_folder(synth, root: Path) -> tuple[Path, dict[str, str]]:
         b'{"question_id": 9, "image": "x.jpg"\n',  # cut short
         b'{"question_id": 10, "image": "' + good[0].name.encode() + b'", "text": "Is there a caf\xe9?", "label": "no"}\n',
         question(11, good[1].name, label="no"),
+        question(12, "j2k.jpg"), question(13, "dds.jpg"),
+        question("2", good[0].name),  # the id of line 2, as text: the same sample id
     ]
     (root / "coco_pope_random.json").write_bytes(b"".join(lines))
     errors = {
@@ -174,6 +193,8 @@ def _pope_folder(synth, root: Path) -> tuple[Path, dict[str, str]]:
         "5": "huge.png is 10000x9000 pixels", "6": "absent.jpg does not exist",
         "line7": "line 7: question_id 1 repeats line 1", "line8": "line 8: label 'maybe'",
         "line9": "line 9: not valid JSON", "line10": "line 10: not UTF-8",
+        "12": "j2k.jpg could not be decoded: MemoryError", "13": "dds.jpg could not be decoded: Unimplemented pixel",
+        "line14": "line 14: question_id '2' repeats line 2",
     }
     return root, {f"pope-random-{key}": error for key, error in errors.items()}
 
@@ -200,7 +221,7 @@ def test_broken_images_and_lines_become_error_rows_and_the_rest_is_scored(local_
         else:
             assert row["error"] is None and row["output_text"] is not None, row
     scores = json.loads((run_dir / "scores.json").read_text())
-    assert (scores["n_samples"], scores["n_errors"]) == (11, 8)
+    assert (scores["n_samples"], scores["n_errors"]) == (14, 11)
     assert scores["metrics"]["pope"]["n"] == 3
     assert main(["verify", str(run_dir)]) == 0
 

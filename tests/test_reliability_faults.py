@@ -12,14 +12,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil  # Ray's bundled copy: conftest imports ray, which puts it on sys.path
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, wait_for
 
 from pipeline.config import build_config
 from pipeline.manifest import scan_generations
@@ -39,14 +37,6 @@ def _pope_config(synth, out: Path) -> dict:
         "resources": {"num_actors": 1, "cpus_per_actor": 0.5},
         "output_dir": str(out),
     }
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what} after {timeout}s")
-        time.sleep(0.05)
 
 
 def _inference_actor_pids() -> list[int]:
@@ -76,7 +66,7 @@ def test_an_inference_actor_killed_mid_run_leaves_one_row_per_sample(local_ray, 
     runner = threading.Thread(target=lambda: outcome.update(summary=generate(config, log=lambda _: None)))
     runner.start()
     try:
-        _wait_for(lambda: folder.is_dir() and len(generation_files(config.run_dir)) >= 2, "committed files")
+        wait_for(lambda: folder.is_dir() and len(generation_files(config.run_dir)) >= 2, "committed files")
         victims = _inference_actor_pids()
         assert len(victims) == 1, f"expected one inference actor, found {victims}"
         committed_before = len(generation_files(config.run_dir))
@@ -123,7 +113,7 @@ def test_a_driver_killed_mid_run_resumes_without_recomputing(local_ray, synth, t
 
     driver = _halleval_run(config_path, new_session=True)
     try:
-        _wait_for(lambda: len(generation_files(config.run_dir)) >= 3 or driver.poll() is not None,
+        wait_for(lambda: len(generation_files(config.run_dir)) >= 3 or driver.poll() is not None,
                   "committed files", timeout=180)
     finally:
         _kill_session(driver)

@@ -7,6 +7,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from jobs.cli import main
@@ -60,6 +62,19 @@ def _truncate_a_file(run: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
 
 
+def _edit_a_score(run: Path) -> None:
+    data = json.loads((run / "scores.json").read_text())
+    data["metrics"]["pope"]["accuracy"] = 0.99  # counts untouched: only a re-score sees it
+    (run / "scores.json").write_text(json.dumps(data))
+
+
+def _swap_in_rows_of_another_run(run: Path) -> None:
+    path = generation_files(run)[0]
+    table = pq.read_table(path)
+    other = pa.array(["pope-llava15-greedy-000000000000"] * table.num_rows, pa.string())
+    pq.write_table(table.set_column(0, pa.field("run_id", pa.string(), nullable=False), other), path)
+
+
 def _edit_json(name: str, key: str, value) -> Callable[[Path], None]:
     def edit(run: Path) -> None:
         data = json.loads((run / name).read_text())
@@ -90,6 +105,11 @@ def _drop_key(name: str, key: str) -> Callable[[Path], None]:
     (_drop_key("scores.json", "metrics"), "scores.json holds no metrics"),
     (_drop_key("run.json", "git_commit"), "run.json lacks 'git_commit'"),
     (lambda run: (run / "scores.json").write_text("{not json"), "scores.json is not valid JSON"),
+    (_edit_a_score, "scores.json pope differs from a re-score of the rows: accuracy: 0.99 recorded"),
+    (_swap_in_rows_of_another_run, "row(s) carry another run's run_id, e.g. 'pope-llava15-greedy-000000000000'"),
+    (_edit_json("scores.json", "scoring", {"judge": "openai:gpt-4", "tagger": "auto"}),
+     "scores.json was scored with {'judge': 'openai:gpt-4'"),
+    (lambda run: (run / "benchmark_fingerprint.parquet").unlink(), "benchmark_fingerprint.parquet is missing"),
 ])
 def test_damage_is_named_and_exits_1(finished_run, tmp_path, capsys, damage, expected):
     run = _copy(finished_run, tmp_path)

@@ -1,6 +1,7 @@
 """Decoding images in the inference actor: good files, and every way a file can be bad."""
 
 import random
+import struct
 
 import av
 import numpy
@@ -89,3 +90,49 @@ def test_zero_frame_corrupt_and_missing_videos(tmp_path):
             load_visual(video_sample(tmp_path / name), num_frames=4)
         message = str(error.value)
         assert str(tmp_path / name) in message and reason in message and "\n" not in message
+
+
+def hostile_jpeg2000(path) -> None:
+    """255 bytes: a JPEG 2000 signature, then a box whose 64-bit length claims 2**62 bytes."""
+    signature = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+    file_type = struct.pack(">I", 20) + b"ftyp" + b"jp2 " + b"\x00" * 4 + b"jp2 "
+    header = struct.pack(">I", 1) + b"jp2h" + struct.pack(">Q", 2**62)
+    data = signature + file_type + header
+    path.write_bytes(data + b"\x00" * (255 - len(data)))
+
+
+def unsupported_dds(path) -> None:
+    """A DDS header with a four-character pixel format PIL does not implement."""
+    header = struct.pack("<7I", 124, 0x1007, 4, 4, 0, 0, 0) + b"\x00" * 44
+    pixel_format = struct.pack("<2I", 32, 0x4) + b"ZZZZ" + b"\x00" * 20
+    path.write_bytes(b"DDS " + header + pixel_format + struct.pack("<5I", 0x1000, 0, 0, 0, 0) + b"\x00" * 64)
+
+
+@pytest.mark.parametrize(("write", "reason"), [
+    (hostile_jpeg2000, "could not be decoded: memoryerror"),
+    (unsupported_dds, "could not be decoded: unimplemented pixel format"),
+])
+def test_any_decoder_failure_is_a_visual_error(tmp_path, write, reason):
+    path = tmp_path / "hostile.jpg"
+    write(path)
+    with pytest.raises(VisualError) as error:
+        load_visual(image_sample(path), num_frames=1)
+    assert str(path) in str(error.value) and reason in str(error.value).lower()
+
+
+def test_a_format_outside_the_list_is_not_tried(tmp_path):
+    # An EPS file named .jpg: PIL would hand it to Ghostscript if it tried every plug-in.
+    (tmp_path / "page.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(VisualError, match="cannot identify image file"):
+        load_visual(image_sample(tmp_path / "page.jpg"), num_frames=1)
+
+
+def test_16_bit_greyscale_keeps_its_levels_scaled_to_8_bits(tmp_path):
+    ramp = (numpy.arange(256, dtype=numpy.uint16) * 257).reshape(16, 16)  # 0 .. 65535
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as raw:
+        assert raw.mode.startswith("I")  # PIL keeps it 16-bit
+    rgb = numpy.asarray(load_visual(image_sample(tmp_path / "deep.png"), num_frames=1).images[0])
+    assert rgb.shape == (16, 16, 3)
+    assert numpy.array_equal(rgb[..., 0].ravel(), numpy.arange(256))  # v * 257 >> 8 == v
+    assert len(numpy.unique(numpy.asarray(Image.open(tmp_path / "deep.png").convert("RGB")))) <= 2  # PIL's own

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.api import BenchmarkError
 from pipeline.benchmarks._common import read_json, require
 
 SPLIT = "val2014"
@@ -43,9 +44,32 @@ def read_instances(root: Path) -> list[CocoImage]:
     """Reads `annotations/instances_val2014.json` under `root`, images sorted by id.
 
     Raises:
-        BenchmarkError: the file is missing or not valid JSON.
+        BenchmarkError: the file is missing, not valid JSON, or lacks a section or key of the
+            COCO instances format.
     """
-    data = read_json(instances_path(root), "COCO instances file", DOWNLOAD_HINT)
+    path = instances_path(root)
+    data = read_json(path, "COCO instances file", DOWNLOAD_HINT)
+    try:
+        return _instances(data)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise BenchmarkError(
+            f"COCO instances file {path} is not in the COCO instances format ({_what_is_wrong(data, error)}); "
+            f"{DOWNLOAD_HINT}"
+        ) from None
+
+
+def _what_is_wrong(data, error: Exception) -> str:
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {type(data).__name__}"
+    absent = [key for key in ("images", "annotations", "categories") if key not in data]
+    if absent:
+        return f"no {', '.join(repr(key) for key in absent)} section"
+    if isinstance(error, KeyError):
+        return f"an entry lacks the key {error}, or an annotation names an unknown category_id"
+    return " ".join(str(error).split())
+
+
+def _instances(data) -> list[CocoImage]:
     names = {category["id"]: category["name"] for category in data["categories"]}
     objects: dict[int, list[str]] = {image["id"]: [] for image in data["images"]}
     for annotation in data["annotations"]:

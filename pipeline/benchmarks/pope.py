@@ -87,16 +87,16 @@ class Pope:
         lines: Iterable[Line] = read_jsonl(path, "POPE question file", HINT)
         if config.limit is not None:  # a seeded subset needs every line; the full file streams
             lines = seeded_subset(list(lines), config.limit, seed)
-        seen: dict[Any, int] = {}
+        seen: dict[str, int] = {}
         for line in lines:
             yield to_sample(line, path.name, subset, images, config.prompt, seen)
 
 
 def to_sample(
-    line: Line, source: str, subset: str, images: Path, override: str | None, seen: dict[Any, int]
+    line: Line, source: str, subset: str, images: Path, override: str | None, seen: dict[str, int]
 ) -> Sample:
-    """One question line as a Sample; `seen` maps question ids to their first line number, so
-    a repeated id becomes an error row with its own sample id instead of a duplicate."""
+    """One question line as a Sample; `seen` maps question ids (as text) to their first line
+    number, so a repeated id becomes an error row with its own sample id instead of a duplicate."""
     row = line.value or {}
     error = line.error
     question_id = row.get("question_id")
@@ -106,11 +106,12 @@ def to_sample(
         error = f"line {line.number}: question_id {question_id!r} is not a number or string"
     elif error is None and row["label"] not in ("yes", "no"):
         error = f"line {line.number}: label {row['label']!r} is not 'yes' or 'no'"
-    elif error is None and question_id in seen:
-        error = f"line {line.number}: question_id {question_id} repeats line {seen[question_id]}"
+    elif error is None and str(question_id) in seen:
+        # 1 and "1" name the same sample (pope-<split>-1): keyed by the text, the second is an error row
+        error = f"line {line.number}: question_id {question_id!r} repeats line {seen[str(question_id)]}"
     if error is not None:
         return error_sample("pope", f"pope-{subset}-line{line.number}", source, line.number, error)
-    seen[question_id] = line.number
+    seen[str(question_id)] = line.number
     return Sample(
         sample_id=f"pope-{subset}-{question_id}",
         benchmark="pope",
