@@ -23,28 +23,21 @@ from pipeline.lease import RunLockedError
 from pipeline.registry import UnknownNameError
 
 # Modules that contribute commands, in the order `halleval --help` lists them.
-<<<<<<< HEAD
 COMMAND_MODULES = (
     "jobs.run", "jobs.listing", "jobs.demo", "jobs.score", "jobs.report", "jobs.compare", "jobs.tracking", "jobs.data", "jobs.verify",
     "jobs.grid", "jobs.nightly",
 )
-=======
-COMMAND_MODULES = ("jobs.run", "jobs.demo", "jobs.score", "jobs.report", "jobs.data", "jobs.verify", "jobs.grid", "jobs.nightly")
-
-# Errors that carry a complete one-line message for the user: printed without a traceback.
-USER_ERRORS = (ConfigError, BenchmarkError, ScoringError, UnknownNameError, FileNotFoundError, RunLockedError)
->>>>>>> main
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that carry a complete one-line message for the user: printed without a traceback.
 
-    ScoringError is looked up only when eval.api is already imported (a command that scores
-    imported it), so start-up does not pay for pyarrow.
+    ScoringError and RunLockedError are looked up only when their modules are already imported
+    (the command that raises them imported them), so start-up does not pay for pyarrow.
     """
     errors: tuple[type[BaseException], ...] = (ConfigError, BenchmarkError, UnknownNameError, FileNotFoundError)
-    scoring = sys.modules.get("eval.api")
-    return errors + ((scoring.ScoringError,) if scoring else ())
+    scoring, lease = sys.modules.get("eval.api"), sys.modules.get("pipeline.lease")
+    return errors + ((scoring.ScoringError,) if scoring else ()) + ((lease.RunLockedError,) if lease else ())
 
 
 def command_summaries(module: str) -> list[tuple[str, str]]:

@@ -26,12 +26,8 @@ from eval.html.grid import write_grid_report
 from eval.report import headline_scores
 from eval.scoring import load_scores
 from jobs.grid_config import GridCell, GridConfig, load_grid
-<<<<<<< HEAD
 from jobs.console import watch_progress
-from jobs.run import check_scoring, execute, ray_session
-=======
 from jobs.run import add_resume_flags, check_scoring, execute, ray_session
->>>>>>> main
 from pipeline.config import RunConfig
 from pipeline.lease import run_lease
 from pipeline.manifest import MANIFEST_FILE
@@ -141,11 +137,8 @@ def run_grid(
     with ray_session(), run_lease([cell.config.run_dir for cell in pending], log=log):
         if pending:
             summaries = generate_many([c.config for c in pending], log=log, load_log=grid_dir / LOADS_FILE,
-<<<<<<< HEAD
+                                      retry_errors=retry_errors, accept_changes=accept_changes,
                                       progress=watch_progress)
-=======
-                                      retry_errors=retry_errors, accept_changes=accept_changes)
->>>>>>> main
             n_generated = sum(s.n_generated for s in summaries)
         for cell in pending:
             # generate_many just retried the error rows; the ones left failed again, keep them

@@ -23,21 +23,8 @@ from typing import Any
 
 import yaml
 
-<<<<<<< HEAD
 from jobs.console import quiet_ray_data, verbose, watch_progress
 from pipeline.config import ConfigError, RunConfig, build_config, load_config, parse_override, write_config
-=======
-from eval.api import ScoringContext
-from eval.html.page import fmt
-from eval.judges import JUDGES
-from eval.report import headline_scores, write_report
-from eval.scoring import score_run
-from pipeline.benchmarks import BENCHMARKS
-from pipeline.config import RunConfig, load_config, write_config
-from pipeline.lease import run_lease
-from pipeline.manifest import MANIFEST_FILE, write_manifest
-from pipeline.run import generate
->>>>>>> main
 
 RUN_INFO_FILE = "run.json"
 _RECORDED_PACKAGES = ("halleval", "torch", "transformers", "ray", "pyarrow", "nltk")
@@ -111,7 +98,6 @@ def check_scoring(config: RunConfig) -> None:
     JUDGES.get(config.scoring.judge.split(":", 1)[0])
 
 
-<<<<<<< HEAD
 def check_benchmark(config: RunConfig) -> None:
     """Reads the run's first sample, so a missing or unreadable benchmark folder fails in a
     second, before Ray starts and before any run folder exists.
@@ -138,62 +124,31 @@ def check_run(config: RunConfig) -> None:
     check_benchmark(config)
 
 
-def execute(config: RunConfig, log=print) -> dict[str, Any]:
-    """Generates, scores and reports one run inside the current Ray session; returns the scores.
-
-    Entry points call `check_run` first, before they start Ray.
-=======
 def execute(config: RunConfig, log=print, retry_errors: bool = True, accept_changes: bool = False) -> dict[str, Any]:
     """Generates, scores and reports one run inside the current Ray session; returns the scores.
 
     Holds the run folder's lease throughout (a second driver of the run refuses). Entry points
-    call `check_scoring` first, before they start Ray.
+    call `check_run` first, before they start Ray.
 
     Args:
         retry_errors, accept_changes: as `pipeline.run.generate_many`.
->>>>>>> main
     """
     from eval.api import ScoringContext
     from eval.report import write_report
     from eval.scoring import score_run
     from pipeline.benchmarks import BENCHMARKS
+    from pipeline.lease import run_lease
     from pipeline.manifest import MANIFEST_FILE, write_manifest
     from pipeline.run import generate
 
     run_dir = config.run_dir
-<<<<<<< HEAD
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / MANIFEST_FILE).unlink(missing_ok=True)  # stale once this run adds files
-    write_config(config, run_dir / "config.yaml")
-    (run_dir / RUN_INFO_FILE).write_text(json.dumps(run_info(config), indent=2))
-    summary = generate(config, log=log, progress=watch_progress)
-    log(f"generation done in {summary.seconds:.1f}s ({summary.n_generated} generated, {summary.n_resumed} resumed)")
-    start = time.perf_counter()
-    benchmark = BENCHMARKS.get(config.benchmark.name)()
-    identity = {
-        "run_id": config.run_id,
-        "config_hash": config.config_hash,
-        "model": config.model.name,
-        "checkpoint": config.model.checkpoint,
-        "method": config.method.name,
-        "benchmark": config.benchmark.name,
-        "benchmark_version": benchmark.version,
-    }
-    context = ScoringContext(
-        benchmark_root=Path(config.benchmark.root), run_dir=run_dir,
-        judge=config.scoring.judge, tagger=config.scoring.tagger,
-    )
-    scores = score_run(context, benchmark.metrics, identity)
-    report = write_report(run_dir)
-    # Last, so a manifest exists only for a run whose generations and scores are complete.
-    write_manifest(run_dir, config.run_id, summary.n_samples)
-=======
     with run_lease(run_dir, log=log):
         (run_dir / MANIFEST_FILE).unlink(missing_ok=True)  # stale once this run adds files
         write_config(config, run_dir / "config.yaml")
         info = run_info(config)
         (run_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
-        summary = generate(config, log=log, retry_errors=retry_errors, accept_changes=accept_changes)
+        summary = generate(config, log=log, retry_errors=retry_errors, accept_changes=accept_changes,
+                           progress=watch_progress)
         info["benchmark_fingerprint"] = {"sha256": summary.fingerprint, "n_samples": summary.n_samples}
         (run_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
         log(f"generation done in {summary.seconds:.1f}s ({summary.n_generated} generated, "
@@ -218,7 +173,6 @@ def execute(config: RunConfig, log=print, retry_errors: bool = True, accept_chan
         report = write_report(run_dir)
         # Last, so a manifest exists only for a run whose generations and scores are complete.
         write_manifest(run_dir, config.run_id, summary.n_samples)
->>>>>>> main
     log(f"scored in {time.perf_counter() - start:.1f}s; report: {report}")
     return scores
 
@@ -329,7 +283,6 @@ def write_flag_grid(name: str, configs: list[RunConfig], axes: dict[str, list[An
 
 
 def _handle(args: argparse.Namespace) -> int:
-<<<<<<< HEAD
     overrides = args.set or []
     flags = any(getattr(args, flag) is not None for flag in
                 ("model", "model_args", "methods", "method_args", "benchmarks", "limit", "output_dir"))
@@ -348,7 +301,7 @@ def _handle(args: argparse.Namespace) -> int:
         check_run(config)
     if len(configs) == 1 or not flags:
         with ray_session():
-            scores = execute(configs[0])
+            scores = execute(configs[0], retry_errors=not args.keep_errors, accept_changes=args.accept_changes)
         print_scores(scores)
         print(f"\nwrote {configs[0].run_dir}/ (generations/, scores.json, samples.parquet, report.md)")
     else:
@@ -358,14 +311,6 @@ def _handle(args: argparse.Namespace) -> int:
 
         track_runs(args.track, [config.run_dir for config in configs])
         print(f"tracked {len(configs)} runs in {args.track}")
-=======
-    config = load_config(args.config, args.set or [])
-    check_scoring(config)
-    with ray_session():
-        scores = execute(config, retry_errors=not args.keep_errors, accept_changes=args.accept_changes)
-    print_scores(scores)
-    print(f"\nwrote {config.run_dir}/ (generations/, scores.json, report.md)")
->>>>>>> main
     return 0
 
 
@@ -380,7 +325,7 @@ def _handle_many(args: argparse.Namespace, configs: list[RunConfig], axes: dict[
     name = args.name or f"run-{digest}"
     path = write_flag_grid(name, configs, axes)
     grid = load_grid(path)
-    result = run_grid(grid, source=str(path))
+    result = run_grid(grid, source=str(path), retry_errors=not args.keep_errors, accept_changes=args.accept_changes)
     for cell in result.cells:
         print_scores(load_scores(cell.config.run_dir))
     write_leaderboard([cell.config.run_dir for cell in result.cells], result.grid_dir)
@@ -406,7 +351,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--set", action="append", metavar="KEY=VALUE",
         help="override a config key, e.g. --set method.alpha=0.3 (repeatable)",
     )
-<<<<<<< HEAD
     parser.add_argument("--model", help="registered model (`halleval list models`), e.g. llava15")
     parser.add_argument("--model-args", metavar="K=V,...", help="model keys, e.g. checkpoint=PATH,dtype=bfloat16")
     parser.add_argument("--methods", metavar="NAME,...", help="decoding methods, e.g. greedy,sgrs (one run each)")
@@ -419,9 +363,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", help="name of the grid folder several runs share (default: run-<hash>)")
     parser.add_argument("--track", metavar="mlflow:DIR|mlflow:URI",
                         help="also record the runs in MLflow, e.g. mlflow:mlruns (see `halleval track`)")
-=======
     add_resume_flags(parser)
->>>>>>> main
     parser.set_defaults(handler=_handle)
 
 

@@ -46,7 +46,7 @@ from pipeline.fingerprint import (
     read_fingerprint,
     write_fingerprint,
 )
-from pipeline.inference import InferenceStage, model_key
+from pipeline.inference import InferenceStage, decode_visuals, model_key
 from pipeline.lease import run_lease
 from pipeline.resources import check_resources
 from pipeline.schema import (
@@ -203,22 +203,6 @@ def committed_sample_ids(run_dir: Path, errors_only: bool = False) -> set[str]:
     return ids
 
 
-<<<<<<< HEAD
-ProgressHook = Callable[[dict[str, int], dict[str, Path]], AbstractContextManager]
-"""Called with (run id -> samples to generate, run id -> generations folder) around each model
-group's pipeline; the context it returns is open while the pipeline runs (jobs.console)."""
-
-
-def _no_progress(todo: dict[str, int], folders: dict[str, Path]) -> AbstractContextManager:
-    return nullcontext()
-
-
-def generate(
-    config: RunConfig, log: Callable[[str], None] = print, progress: ProgressHook = _no_progress
-) -> GenerationSummary:
-    """Generates every sample of the run not yet committed; Ray must be initialised."""
-    return generate_many([config], log=log, progress=progress)[0]
-=======
 _IDENTITY_COLUMNS = ("run_id", "sample_id", "error")  # what resume, reconcile and scoring key on
 
 
@@ -318,21 +302,28 @@ def _retire(run_dir: Path, sample_ids: set[str]) -> None:
         drop_rows(run_dir, lambda _, table: pc.is_in(table.column("sample_id"), pa.array(sorted(sample_ids), pa.string())))
 
 
+ProgressHook = Callable[[dict[str, int], dict[str, Path]], AbstractContextManager]
+"""Called with (run id -> samples to generate, run id -> generations folder) around each model
+group's pipeline; the context it returns is open while the pipeline runs (jobs.console)."""
+
+
+def _no_progress(todo: dict[str, int], folders: dict[str, Path]) -> AbstractContextManager:
+    return nullcontext()
+
+
 def generate(
     config: RunConfig, log: Callable[[str], None] = print, retry_errors: bool = True, accept_changes: bool = False,
+    progress: ProgressHook = _no_progress,
 ) -> GenerationSummary:
     """Generates every sample of the run not yet committed; Ray must be initialised."""
-    return generate_many([config], log=log, retry_errors=retry_errors, accept_changes=accept_changes)[0]
->>>>>>> main
+    return generate_many([config], log=log, retry_errors=retry_errors, accept_changes=accept_changes,
+                         progress=progress)[0]
 
 
 def generate_many(
     configs: Sequence[RunConfig], log: Callable[[str], None] = print, load_log: Path | None = None,
-<<<<<<< HEAD
-    progress: ProgressHook = _no_progress,
-=======
     retry_errors: bool = True, accept_changes: bool = False,
->>>>>>> main
+    trace: Path | None = None, progress: ProgressHook = _no_progress,
 ) -> list[GenerationSummary]:
     """Generates the missing samples of several runs, loading each model once for all its runs.
 
@@ -349,9 +340,8 @@ def generate_many(
         configs: the runs; each resumes on its own (committed samples are skipped).
         log: progress lines.
         load_log: JSONL file for the actors' model-load records (see InferenceStage).
-<<<<<<< HEAD
+        trace: JSONL file for the actors' per-batch timings (see InferenceStage).
         progress: reports progress while a model group's pipeline runs (see ProgressHook).
-=======
         retry_errors: generate the samples whose committed row is an error row again.
         accept_changes: when a run's benchmark differs from its recorded fingerprint, regenerate
             the changed and added samples and drop the removed ones' rows (else: refuse).
@@ -360,7 +350,6 @@ def generate_many(
         RunLockedError: another live driver owns one of the run folders.
         BenchmarkChangedError: a run's benchmark changed and `accept_changes` is off.
         ResourcesError: the cluster can never hold the actors and the reader task.
->>>>>>> main
 
     Returns:
         One summary per config, in order; `seconds` is the wall time of the run's model group.
@@ -386,47 +375,19 @@ def generate_many(
                         folders[config.run_id] = config.run_dir / GENERATIONS_DIR
                 if queues:
                     check_resources(group, log=log)
-                    _run_pipeline(group, queues, cells, folders, load_log)
+                    todo = {configs[i].run_id: counts[i][1] for i in indices if counts[i][1]}
+                    with progress(todo, folders):
+                        _run_pipeline(group, queues, cells, folders, load_log, trace)
             finally:
                 for index in indices:
                     shutil.rmtree(configs[index].run_dir / QUEUE_DIR, ignore_errors=True)
             seconds = time.perf_counter() - start
             for index in indices:
-<<<<<<< HEAD
-                config = configs[index]
-                folder = config.run_dir / GENERATIONS_DIR
-                folder.mkdir(parents=True, exist_ok=True)
-                samples, version = iter_samples(config)
-                done = committed_sample_ids(config.run_dir)
-                queue = queue_path(config.run_dir)
-                total, todo = write_queue(samples, done, config.run_id, queue, rows_per_group)
-                log(f"{config.run_id}: {total} samples, {total - todo} already generated, {todo} to go")
-                counts[index] = (total, todo)
-                if todo:
-                    queues.append(queue)
-                    cells.append((config.model_dump_json(), version))
-                    folders[config.run_id] = folder
-            if queues:
-                todo = {configs[i].run_id: counts[i][1] for i in indices if counts[i][1]}
-                with progress(todo, folders):
-                    _run_pipeline([configs[i] for i in indices], queues, cells, folders, load_log)
-        finally:
-            for index in indices:
-                shutil.rmtree(configs[index].run_dir / QUEUE_DIR, ignore_errors=True)
-        seconds = time.perf_counter() - start
-        for index in indices:
-            total, todo = counts[index]
-            summaries[index] = GenerationSummary(
-                run_dir=configs[index].run_dir, n_samples=total, n_generated=todo,
-                n_resumed=total - todo, seconds=seconds,
-            )
-=======
                 total, todo, digest = counts[index]
                 summaries[index] = GenerationSummary(
                     run_dir=configs[index].run_dir, n_samples=total, n_generated=todo,
                     n_resumed=total - todo, seconds=seconds, fingerprint=digest,
                 )
->>>>>>> main
     return summaries
 
 
@@ -485,13 +446,16 @@ def _read_pieces(pieces: pa.Table) -> pa.Table:
 
 def _run_pipeline(
     configs: list[RunConfig], queues: list[Path], cells: list[tuple[str, str]],
-    folders: dict[str, Path], load_log: Path | None,
+    folders: dict[str, Path], load_log: Path | None, trace: Path | None = None,
 ) -> None:
-    """One model group's queue pieces -> reader tasks -> actor pool -> sink.
+    """One model group's queue pieces -> read + decode tasks -> actor pool -> sink.
 
     Each queue row group (a few batches) is one block, so every actor of the pool gets work and
-    the driver handles only the list of pieces. Rows stay in run order, so most batches hold one
-    run; the largest pool asked for by the runs is used (it changes no output).
+    the driver handles only the list of pieces. Reading a piece and decoding its images or
+    videos is one CPU task (Ray Data fuses the two map stages), which runs while the actors
+    generate, so the actors only run the processor and the model. Rows stay in run order, so
+    most batches hold one run; the largest pool asked for by the runs is used (it changes no
+    output).
     """
     resources = configs[0].resources
     pieces = [
@@ -500,9 +464,13 @@ def _run_pipeline(
     ]
     dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
     dataset = dataset.map_batches(_read_pieces, batch_size=1, batch_format="pyarrow", num_cpus=0.25)
+    num_frames = {c.run_id: c.benchmark.num_frames for c in configs}
+    dataset = dataset.map_batches(decode_visuals, fn_kwargs={"num_frames": num_frames}, batch_size=None,
+                                  batch_format="pyarrow", num_cpus=0.25)
     dataset = dataset.map_batches(
         InferenceStage,
-        fn_constructor_kwargs={"cells": cells, "load_log": str(load_log) if load_log else None},
+        fn_constructor_kwargs={"cells": cells, "load_log": str(load_log) if load_log else None,
+                               "trace": str(trace) if trace else None},
         batch_size=_batch_size(configs),
         compute=ActorPoolStrategy(size=max(c.resources.num_actors for c in configs)),
         num_gpus=resources.gpus_per_actor,
