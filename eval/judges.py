@@ -41,7 +41,7 @@ from eval.io import read_records
 from pipeline.registry import Registry
 
 __all__ = ["JudgeError", "RateLimited", "Judge", "JUDGES", "JudgeSettings", "JudgeCache", "judge_all",
-           "make_judge", "messages", "parse_reply"]
+           "make_judge", "messages", "parse_reply", "require_llm_judge"]
 
 
 class RateLimited(JudgeError):
@@ -262,7 +262,7 @@ def _replay_records(path: str) -> list[dict[str, Any]]:
 
 
 class ReplayJudge:
-    """Judgements recorded earlier: each record is {id | question_id, [criterion], reply | content
+    """Judgements recorded earlier: each record is {question_id | id, [criterion], reply | content
     (the judge's raw reply text) or the criterion's judgement fields}."""
 
     max_in_flight = None
@@ -271,7 +271,8 @@ class ReplayJudge:
         self.spec = spec
         self._records: dict[tuple[str | None, str], dict[str, Any]] = {}
         for record in _replay_records(path):
-            item_id = record.get("id", record.get("question_id"))
+            # LLaVA's review files number their lines in `id`; the item is `question_id`.
+            item_id = record.get("question_id", record.get("id"))
             if item_id is not None:
                 self._records[(record.get("criterion"), str(item_id))] = record
 
@@ -325,6 +326,13 @@ class ExactJudge:
 def exact_judge(spec: str, argument: str) -> Judge:
     """`exact`: yes/5 when the lower-cased, punctuation-free prediction equals the answer, else no/0."""
     return ExactJudge()
+
+
+def require_llm_judge(spec: str, what: str) -> None:
+    """Raises ScoringError when `spec` names the exact judge, which only matches video-QA strings."""
+    if spec.partition(":")[0] == "exact":
+        raise ScoringError(f"{what} needs an LLM judge, not 'exact': set the judge (--judge or scoring.judge) "
+                           "to openai:MODEL[@BASE_URL], hf:PATH or replay:FILE")
 
 
 def make_judge(spec: str) -> Judge:
@@ -485,7 +493,11 @@ async def _judge_all(judge: Judge, criterion: Criterion, items: list[dict[str, A
     outcomes: list[tuple[dict[str, Any] | None, str | None]] = [(None, None)] * len(items)
     todo: list[tuple[int, str]] = []
     for index, item in enumerate(items):
-        key = judgement_key(judge.spec, criterion, item)
+        try:
+            key = judgement_key(judge.spec, criterion, item)
+        except JudgeError as error:  # the item cannot be put to the judge at all
+            outcomes[index] = (None, str(error))
+            continue
         cached = cache.get(key, criterion)
         if cached is not None:
             outcomes[index] = (cached, None)

@@ -27,6 +27,8 @@ GOOD = "{'pred': 'yes', 'score': 4}"
 class _Endpoint(BaseHTTPRequestHandler):
     """An OpenAI-compatible endpoint whose first path segment picks the misbehaviour."""
 
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall per reply
+
     arrivals: ClassVar[list[tuple[str, str, float]]] = []  # (route, question, time)
     in_flight: ClassVar[int] = 0
     peak_in_flight: ClassVar[int] = 0
