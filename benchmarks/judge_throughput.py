@@ -1,5 +1,5 @@
-"""Judge throughput: video-QA judgements against a loopback OpenAI-compatible server that
-answers every request after a fixed latency, one request at a time vs N in flight.
+"""Judge throughput: video-QA judgements against a loopback OpenAI-compatible server (its own
+process) that answers every request after a fixed latency, one request at a time vs N in flight.
 
 Both passes judge the same items through `eval.judges.judge_all` (the `openai:` judge over
 httpx, fresh caches); the script checks that their judgements are identical and prints the
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eval.judges import JudgeCache, JudgeSettings, judge_all, make_judge  # noqa: E402
 
 
-def serve(latency_s: float) -> ThreadingHTTPServer:
+def _serve_forever(latency_s: float, ports: multiprocessing.Queue) -> None:
     """A chat-completions endpoint: after `latency_s`, a verdict that depends on the question."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -51,8 +51,17 @@ def serve(latency_s: float) -> ThreadingHTTPServer:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
+    ports.put(server.server_port)
+    server.serve_forever(poll_interval=0.05)
+
+
+def serve(latency_s: float) -> tuple[multiprocessing.Process, int]:
+    """Starts the endpoint in its own process (as a real one is: it does not share the judging
+    process's interpreter lock) and returns it with its port."""
+    ports: multiprocessing.Queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=_serve_forever, args=(latency_s, ports), daemon=True)
+    process.start()
+    return process, ports.get(timeout=30)
 
 
 def timed(spec: str, items: list[dict], in_flight: int, cache: Path) -> tuple[float, tuple]:
@@ -70,16 +79,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]
     items = [{"id": n, "question": f"q{n}", "answer": "a", "pred": "b"} for n in range(args.items)]
-    server = serve(args.latency_ms / 1000)
+    server, port = serve(args.latency_ms / 1000)
     try:
-        spec = f"openai:bench@http://127.0.0.1:{server.server_port}/v1"
+        spec = f"openai:bench@http://127.0.0.1:{port}/v1"
         with tempfile.TemporaryDirectory() as tmp:
             sequential_s, sequential = timed(spec, items, 1, Path(tmp) / "sequential.jsonl")
             concurrent_s, concurrent = timed(spec, items, args.in_flight, Path(tmp) / "concurrent.jsonl")
             cached_s, cached = timed(spec, items, args.in_flight, Path(tmp) / "concurrent.jsonl")
     finally:
-        server.shutdown()
-        server.server_close()
+        server.terminate()
+        server.join()
     if not (sequential == concurrent == cached) or sequential[1]:
         raise SystemExit("judgements differ between the passes (or some were unjudged)")
     print(f"{args.items} items, {args.latency_ms:g} ms server latency, loopback; "
