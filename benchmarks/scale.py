@@ -99,6 +99,9 @@ def two_node_cluster() -> Iterator[tuple[str, str]]:
     (port,) = _free_ports(1)
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus=1", "--disable-usage-stats", f"--temp-dir={folder}"]
+    # Ray turns token authentication on when RAY_AUTH_MODE is unset and ~/.ray/auth_token exists;
+    # a private loopback cluster needs none, and its nodes and driver must agree.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_ADDRESS": ""}
 
     def start(*flags: str) -> None:
