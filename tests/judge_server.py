@@ -10,6 +10,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: bytes,
+              headers: dict[str, str] | None = None) -> None:
+    """Writes one HTTP response with a body (and its Content-Length)."""
+    handler.send_response(status)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
+def completion(content: str | None) -> bytes:
+    """A chat-completion body whose one choice says `content`."""
+    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+
+
 class RecordingEndpoint:
     """`with RecordingEndpoint(reply) as endpoint:` serves on `endpoint.url` (…/v1) until the block ends."""
 
@@ -23,11 +39,7 @@ class RecordingEndpoint:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 endpoint.requests.append(body)
-                payload = json.dumps({"choices": [{"message": {"content": reply(body)}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                send_json(self, 200, completion(reply(body)))
 
             def log_message(self, *args):
                 pass

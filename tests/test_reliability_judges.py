@@ -20,6 +20,7 @@ import pytest
 
 from eval.criteria import CRITERIA
 from eval.judges import JudgeCache, JudgeSettings, judge_all, judgement_key, make_judge
+from judge_server import completion, send_json
 
 GOOD = "{'pred': 'yes', 'score': 4}"
 
@@ -55,13 +56,13 @@ class _Endpoint(BaseHTTPRequestHandler):
         if route == "hang":
             time.sleep(3)
         if route == "fail" or route == "hang":
-            self._send(500, b"")
+            send_json(self, 500, b"")
         elif route == "ratelimit" and question not in self.limited:
             with self.lock:
                 self.limited.add(question)
-            self._send(429, b'{"error": "slow down"}', {"Retry-After": "1"})
+            send_json(self, 429, b'{"error": "slow down"}', {"Retry-After": "1"})
         elif route == "trickle":
-            payload = self._completion(GOOD)
+            payload = completion(GOOD)
             self.send_response(200)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
@@ -74,19 +75,7 @@ class _Endpoint(BaseHTTPRequestHandler):
                 time.sleep(0.1)
             content = {"null": None, "huge": "{'pred': 'yes', 'score': 1e999}",
                        "nondict": "['yes', 4]", "bigint": "{'pred': 'yes', 'score': 1%s}" % ("0" * 400)}.get(route, GOOD)
-            self._send(200, self._completion(content) if route != "notobject" else b"[1, 2, 3]")
-
-    @staticmethod
-    def _completion(content: str | None) -> bytes:
-        return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-
-    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+            send_json(self, 200, completion(content) if route != "notobject" else b"[1, 2, 3]")
 
     def log_message(self, *args):
         pass
