@@ -31,26 +31,26 @@ class _Endpoint(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall per reply
 
     arrivals: ClassVar[list[tuple[str, str, float]]] = []  # (route, question, time)
-    in_flight: ClassVar[int] = 0
-    peak_in_flight: ClassVar[int] = 0
     lock: ClassVar[threading.Lock] = threading.Lock()
     limited: ClassVar[set[str]] = set()  # questions already answered 429 once
+    current: ClassVar[ThreadingHTTPServer]  # the fixture's server (holds in_flight, peak_in_flight)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         question = body["messages"][-1]["content"].split("Question: ")[1].split("\n")[0]
         route = self.path.split("/")[1]
+        server = self.server  # counted per server: a previous test's slow handler may still be running
         with self.lock:
             self.arrivals.append((route, question, time.monotonic()))
-            type(self).in_flight += 1
-            type(self).peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            server.in_flight += 1
+            server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
         try:
             self._answer(route, question)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its deadline): what the test wants
         finally:
             with self.lock:
-                type(self).in_flight -= 1
+                server.in_flight -= 1
 
     def _answer(self, route: str, question: str) -> None:
         if route == "hang":
@@ -84,8 +84,9 @@ class _Endpoint(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     _Endpoint.arrivals, _Endpoint.limited = [], set()
-    _Endpoint.in_flight = _Endpoint.peak_in_flight = 0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    httpd.in_flight = httpd.peak_in_flight = 0
+    _Endpoint.current = httpd
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_port}"
@@ -168,14 +169,14 @@ def test_concurrent_results_equal_sequential_and_the_cache_stays_intact(server, 
     items = _items(16)
     sequential = judge_all(_judge(server, "slow"), "qa", items, JudgeCache(tmp_path / "seq.jsonl"),
                            settings=JudgeSettings(max_in_flight=1))
-    assert _Endpoint.peak_in_flight == 1
-    _Endpoint.peak_in_flight = 0
+    assert _Endpoint.current.peak_in_flight == 1
+    _Endpoint.current.peak_in_flight = 0
     concurrent = judge_all(_judge(server, "slow"), "qa", items, JudgeCache(tmp_path / "conc.jsonl"),
                            settings=JudgeSettings(max_in_flight=8))
     assert concurrent == sequential and list(concurrent[0]) == [item["id"] for item in items]
     # Requests overlapped, never more than asked (speed is benchmarks/judge_throughput.py's job:
     # a timed assert fails on a loaded machine).
-    assert 2 <= _Endpoint.peak_in_flight <= 8
+    assert 2 <= _Endpoint.current.peak_in_flight <= 8
     lines = [json.loads(line) for line in (tmp_path / "conc.jsonl").read_text().splitlines()]
     assert len(lines) == 16 and len({line["key"] for line in lines}) == 16
 
