@@ -45,7 +45,7 @@ from pipeline.fingerprint import (
     read_fingerprint,
     write_fingerprint,
 )
-from pipeline.inference import InferenceStage, model_key
+from pipeline.inference import InferenceStage, decode_visuals, model_key
 from pipeline.lease import run_lease
 from pipeline.resources import check_resources
 from pipeline.schema import (
@@ -311,6 +311,7 @@ def generate(
 def generate_many(
     configs: Sequence[RunConfig], log: Callable[[str], None] = print, load_log: Path | None = None,
     retry_errors: bool = True, accept_changes: bool = False,
+    trace: Path | None = None,
 ) -> list[GenerationSummary]:
     """Generates the missing samples of several runs, loading each model once for all its runs.
 
@@ -327,6 +328,7 @@ def generate_many(
         configs: the runs; each resumes on its own (committed samples are skipped).
         log: progress lines.
         load_log: JSONL file for the actors' model-load records (see InferenceStage).
+        trace: JSONL file for the actors' per-batch timings (see InferenceStage).
         retry_errors: generate the samples whose committed row is an error row again.
         accept_changes: when a run's benchmark differs from its recorded fingerprint, regenerate
             the changed and added samples and drop the removed ones' rows (else: refuse).
@@ -360,7 +362,7 @@ def generate_many(
                         folders[config.run_id] = config.run_dir / GENERATIONS_DIR
                 if queues:
                     check_resources(group, log=log)
-                    _run_pipeline(group, queues, cells, folders, load_log)
+                    _run_pipeline(group, queues, cells, folders, load_log, trace)
             finally:
                 for index in indices:
                     shutil.rmtree(configs[index].run_dir / QUEUE_DIR, ignore_errors=True)
@@ -429,13 +431,16 @@ def _read_pieces(pieces: pa.Table) -> pa.Table:
 
 def _run_pipeline(
     configs: list[RunConfig], queues: list[Path], cells: list[tuple[str, str]],
-    folders: dict[str, Path], load_log: Path | None,
+    folders: dict[str, Path], load_log: Path | None, trace: Path | None = None,
 ) -> None:
-    """One model group's queue pieces -> reader tasks -> actor pool -> sink.
+    """One model group's queue pieces -> read + decode tasks -> actor pool -> sink.
 
     Each queue row group (a few batches) is one block, so every actor of the pool gets work and
-    the driver handles only the list of pieces. Rows stay in run order, so most batches hold one
-    run; the largest pool asked for by the runs is used (it changes no output).
+    the driver handles only the list of pieces. Reading a piece and decoding its images or
+    videos is one CPU task (Ray Data fuses the two map stages), which runs while the actors
+    generate, so the actors only run the processor and the model. Rows stay in run order, so
+    most batches hold one run; the largest pool asked for by the runs is used (it changes no
+    output).
     """
     resources = configs[0].resources
     pieces = [
@@ -444,9 +449,13 @@ def _run_pipeline(
     ]
     dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
     dataset = dataset.map_batches(_read_pieces, batch_size=1, batch_format="pyarrow", num_cpus=0.25)
+    num_frames = {c.run_id: c.benchmark.num_frames for c in configs}
+    dataset = dataset.map_batches(decode_visuals, fn_kwargs={"num_frames": num_frames}, batch_size=None,
+                                  batch_format="pyarrow", num_cpus=0.25)
     dataset = dataset.map_batches(
         InferenceStage,
-        fn_constructor_kwargs={"cells": cells, "load_log": str(load_log) if load_log else None},
+        fn_constructor_kwargs={"cells": cells, "load_log": str(load_log) if load_log else None,
+                               "trace": str(trace) if trace else None},
         batch_size=_batch_size(configs),
         compute=ActorPoolStrategy(size=max(c.resources.num_actors for c in configs)),
         num_gpus=resources.gpus_per_actor,
