@@ -1,4 +1,4 @@
-"""`halleval score {chair,pope,mme,videoqa,videogen,saliency-bins}`: score files in the reference
+"""`halleval score {chair,pope,mme,videoqa,videogen,llava-bench,mm-vet,saliency-bins}`: score files in the reference
 scorers' own formats (or a run's generations folder, for chair). Each prints a short table and
 writes the full JSON to --out (stdout when omitted)."""
 
@@ -96,6 +96,49 @@ def _videogen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _judge_settings(args: argparse.Namespace):
+    from eval.judges import JudgeSettings
+
+    return JudgeSettings(max_in_flight=args.max_in_flight, requests_per_s=args.requests_per_s,
+                         deadline_s=args.deadline_s)
+
+
+def _side_file(out: str | None, source: str, suffix: str) -> Path:
+    """A file beside the output (or beside the input when printing to stdout)."""
+    anchor = Path(out) if out is not None else Path(source)
+    return anchor.with_name(anchor.name + suffix)
+
+
+def _llava_bench(args: argparse.Namespace) -> int:
+    from eval.metrics.llava_bench import read_answers, read_items, score_reviews, write_reviews
+
+    items = read_items(args.questions, args.context, args.reference_answers, read_answers(args.answers))
+    result, reviews = score_reviews(items, args.judge, _side_file(args.out, args.answers, ".judged.jsonl"),
+                                    _judge_settings(args))
+    reviews_path = write_reviews(reviews, _side_file(args.out, args.answers, ".reviews.jsonl"))
+    _table(result, ["relative_score", "reference_score", "model_score", "n", "n_unjudged", "judge"])
+    for category, scores in result["categories"].items():
+        print(f"  {category:<26}{fmt(scores['relative_score'])}  (n={scores['n']})", file=sys.stderr)
+    print(f"reviews (LLaVA's review format): {reviews_path}", file=sys.stderr)
+    write_result(result, args.out)
+    return 0
+
+
+def _mm_vet(args: argparse.Namespace) -> int:
+    from eval.metrics.mm_vet import read_items, read_metadata, read_results, score_grades, write_grades
+
+    items = read_items(read_metadata(args.metadata), read_results(args.results), results_name=args.results)
+    result, grades = score_grades(items, args.judge, _side_file(args.out, args.results, ".judged.jsonl"),
+                                  _judge_settings(args))
+    grades_path = write_grades(grades, _side_file(args.out, args.results, ".grades.json"))
+    _table(result, ["total", "n", "n_unjudged", "judge"])
+    for capability, score in result["capabilities"].items():
+        print(f"  {capability:<26}{fmt(score)}", file=sys.stderr)
+    print(f"grades (MM-Vet's grade-file format): {grades_path}", file=sys.stderr)
+    write_result(result, args.out)
+    return 0
+
+
 def _run_benchmark_root(run_dir: Path) -> str:
     """The benchmark folder a run was generated from, as its config.yaml records it."""
     from pipeline.config import load_config
@@ -155,6 +198,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     videogen.add_argument("--judge", required=True, help=judge_help)
     videogen.add_argument("--reference", default="video_chatgpt", choices=("video_chatgpt", "video_llava"),
                           help="whose consistency prompt: Video-ChatGPT's (Q1, Q2) or Video-LLaVA's copy (Q1 twice)")
+
+    llava = command("llava-bench", _llava_bench,
+                    "LLaVA-Bench (in-the-wild) GPT review, relative score (LLaVA's eval_gpt_review_bench.py)")
+    llava.add_argument("--questions", required=True, help="questions.jsonl {question_id, image, text, category}")
+    llava.add_argument("--context", required=True, help="context.jsonl {image, caption}")
+    llava.add_argument("--reference-answers", required=True, help="answers_gpt4.jsonl {question_id, text}")
+    llava.add_argument("--answers", required=True, help="the model's answers.jsonl {question_id, text}")
+    mmvet = command("mm-vet", _mm_vet, "MM-Vet GPT grading, per-capability totals (MM-Vet's mm-vet_evaluator.py)")
+    mmvet.add_argument("--metadata", required=True, help="mm-vet.json (or the folder holding it)")
+    mmvet.add_argument("--results", required=True, help="the model's results JSON {id: answer}")
+    for sub in (llava, mmvet):
+        sub.add_argument("--judge", required=True, help="openai:MODEL[@BASE_URL], hf:PATH or replay:FILE "
+                         "(LLaVA used openai:gpt-4-0314, MM-Vet openai:gpt-4-0613)")
+        sub.add_argument("--max-in-flight", type=int, default=16, help="judge requests at once")
+        sub.add_argument("--requests-per-s", type=float, default=None, help="most judge requests started per second")
+        sub.add_argument("--deadline-s", type=float, default=60.0, help="total time one judge request may take")
 
     bins = command("saliency-bins", _saliency_bins, "hallucination rate of object tokens per saliency bin")
     bins.add_argument("--run", required=True, help="a run folder (with generations/)")

@@ -1,6 +1,13 @@
-"""The Ray Data inference stage: a UDF class that holds one model and turns sample rows into
-generation rows (GENERATION_SCHEMA). Heavy set-up happens once, in `__init__`, per actor; one
-actor can serve several runs that use the same weights (the cells of a grid).
+"""The Ray Data stages of generation: `decode_visuals`, a CPU map stage that decodes each
+sample's image or video frames, and `InferenceStage`, a UDF class that holds one model and
+turns sample rows into generation rows (GENERATION_SCHEMA). Heavy set-up happens once, in
+`__init__`, per actor; one actor can serve several runs that use the same weights (the cells of
+a grid).
+
+Decoding runs in Ray tasks beside the model actor (Ray Data's pattern for batch inference), so
+the actor's time goes to the processor and the model: decoded pixels travel as raw RGB bytes
+(`FRAMES`, `FRAME_SHAPES`), which the actor wraps back into PIL images bit for bit. Rows without
+those columns (the stage called in-process, as a plain loop) are decoded in the actor.
 
 A bad sample never kills the batch: an undecodable image or a failed generation becomes a row
 with `error` set, and the rest of the batch is generated as usual.
@@ -19,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 import torch
+from PIL import Image
 
 from pipeline.api import DecodingMethod, Generation, LoadedModel, Sample, Visual
 from pipeline.config import RunConfig
@@ -29,6 +37,46 @@ from pipeline.schema import to_table
 from pipeline.visuals import load_visual
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+FRAMES = "frames"  # decoded RGB pixels, one binary value per image or video frame
+FRAME_SHAPES = "frame_shapes"  # [height, width] of each frame
+MODALITY = "modality"  # "image" or "video": the Visual's modality
+
+
+def decode_visuals(batch: pa.Table, num_frames: dict[str, int]) -> pa.Table:
+    """Ray Data map stage: adds each row's decoded frames (FRAMES, FRAME_SHAPES, MODALITY).
+
+    A row whose image or video does not decode gets `error` set (and no frames), so the actor
+    writes it as an error row; a row that already has an error passes through.
+
+    Args:
+        batch: queue rows (Sample fields plus run_id).
+        num_frames: run_id -> frames to sample from a video.
+    """
+    frames, shapes, modalities, errors = [], [], [], []
+    for row in batch.to_pylist():
+        sample = Sample.from_row(row)
+        visual, error = None, sample.error
+        if error is None:
+            try:
+                visual = load_visual(sample, num_frames[row["run_id"]])
+            except ValueError as failure:
+                error = str(failure)
+        rgb = [image.convert("RGB") for image in visual.images] if visual else []
+        frames.append([image.tobytes() for image in rgb])
+        shapes.append([[image.height, image.width] for image in rgb])
+        modalities.append(visual.modality if visual else None)
+        errors.append(error)
+    batch = batch.set_column(batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string()))
+    batch = batch.append_column(FRAMES, pa.array(frames, pa.list_(pa.binary())))
+    batch = batch.append_column(FRAME_SHAPES, pa.array(shapes, pa.list_(pa.list_(pa.int32()))))
+    return batch.append_column(MODALITY, pa.array(modalities, pa.string()))
+
+
+def _decoded_visual(row: dict[str, Any]) -> Visual:
+    images = [Image.frombytes("RGB", (width, height), data)
+              for data, (height, width) in zip(row[FRAMES], row[FRAME_SHAPES])]
+    return Visual(images=images, modality=row[MODALITY])
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -99,12 +147,15 @@ class InferenceStage:
         load_log: a JSONL file to which each actor appends one line per model load (model,
             checkpoint, dtype, seconds, host, pid), so a grid can show what loading cost and
             tests can count loads.
+        trace: a JSONL file to which each actor appends {pid, ready} once loaded and
+            {pid, start, end, rows} per batch (wall-clock seconds), from which a benchmark
+            computes the actor's busy fraction.
 
     Raises:
         ValueError: the cells need different weights.
     """
 
-    def __init__(self, cells: list[tuple[str, str]], load_log: str | None = None) -> None:
+    def __init__(self, cells: list[tuple[str, str]], load_log: str | None = None, trace: str | None = None) -> None:
         configs = [(RunConfig.model_validate_json(text), version) for text, version in cells]
         keys = {model_key(config) for config, _ in configs}
         if len(keys) != 1:
@@ -121,19 +172,30 @@ class InferenceStage:
             method = METHODS.get(config.method.name)()
             method.prepare(self.loaded, config.method)
             self.cells[config.run_id] = Cell(config, version, method)
+        self._trace = Path(trace) if trace else None
+        self._log_trace({"pid": os.getpid(), "ready": time.time()})
+
+    def _log_trace(self, record: dict[str, Any]) -> None:
+        if self._trace is not None:
+            with self._trace.open("a") as handle:  # one short append per batch
+                handle.write(json.dumps(record) + "\n")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        samples = [Sample.from_row(row) for row in batch.to_pylist()]
+        start = time.time()
+        table_rows = batch.to_pylist()
+        decoded = FRAMES in batch.column_names
+        samples = [Sample.from_row(row) for row in table_rows]
         run_ids = batch.column("run_id").to_pylist()
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         ready: dict[str, list[tuple[Sample, Visual]]] = {}
-        for run_id, sample in zip(run_ids, samples):
+        for run_id, sample, table_row in zip(run_ids, samples, table_rows):
             cell = self.cells[run_id]
             if sample.error:
                 rows[run_id, sample.sample_id] = self._row(cell, sample, error=sample.error)
                 continue
             try:
-                visual = load_visual(sample, cell.config.benchmark.num_frames)
+                visual = (_decoded_visual(table_row) if decoded
+                          else load_visual(sample, cell.config.benchmark.num_frames))
             except ValueError as error:
                 rows[run_id, sample.sample_id] = self._row(cell, sample, error=str(error))
                 continue
@@ -141,7 +203,9 @@ class InferenceStage:
         for run_id, items in ready.items():
             cell = self.cells[run_id]
             rows.update(((run_id, sid), row) for sid, row in self._generate(cell, items).items())
-        return to_table([rows[run_id, sample.sample_id] for run_id, sample in zip(run_ids, samples)])
+        table = to_table([rows[run_id, sample.sample_id] for run_id, sample in zip(run_ids, samples)])
+        self._log_trace({"pid": os.getpid(), "start": start, "end": time.time(), "rows": batch.num_rows})
+        return table
 
     def _generate(self, cell: Cell, ready: list[tuple[Sample, Visual]]) -> dict[str, dict[str, Any]]:
         if not ready:

@@ -41,7 +41,7 @@ class LlavaBench:
     name = "llava_bench"
     version = "1"
     modality = "image"
-    metrics = ()
+    metrics = ("llava_bench",)
 
     def samples(self, config: BenchmarkConfig, seed: int) -> Iterator[Sample]:
         """Yields every question of questions.jsonl (or a seeded `limit`), in file order."""

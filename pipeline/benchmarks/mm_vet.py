@@ -40,7 +40,7 @@ class MmVet:
     name = "mm_vet"
     version = "1"
     modality = "image"
-    metrics = ()
+    metrics = ("mm_vet",)
 
     def samples(self, config: BenchmarkConfig, seed: int) -> Iterator[Sample]:
         """Yields every question of mm-vet.json (or a seeded `limit`), in file order."""
