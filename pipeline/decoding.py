@@ -97,6 +97,11 @@ class Stream:
             # As `generate` does: positions that skip left padding (3-D M-RoPE ones for Qwen-VL).
             kwargs["position_ids"] = self.model._prepare_position_ids_for_generation(input_ids, kwargs)
         if num_beams > 1:
+            # As `generate` does: encode the visuals once, then expand their features with the
+            # text (a processor that flattens the batch's patches cannot be expanded by row).
+            kwargs = self.model._maybe_prepare_encoder_kwargs_for_generation(
+                input_ids, kwargs, "input_ids", self.model.generation_config
+            )
             input_ids, kwargs = self.model._expand_inputs_for_generation(
                 expand_size=num_beams, input_ids=input_ids, **kwargs
             )
