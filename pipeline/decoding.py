@@ -60,6 +60,46 @@ def _without_last_position(model_kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v[..., :-1] if k in _PER_TOKEN_KWARGS and v is not None else v for k, v in model_kwargs.items()}
 
 
+# Which tensor lists the patches of each sample, for processors that flatten a batch's patches.
+_GRIDS = {"pixel_values": "image_grid_thw", "pixel_values_videos": "video_grid_thw"}
+
+
+def placeholder_ids(loaded: LoadedModel) -> list[int]:
+    """The ids of the tokens a model replaces by visual features (not the start/end markers)."""
+    config = loaded.model.config
+    return [i for i in (getattr(config, "image_token_id", None), getattr(config, "video_token_id", None)) if i is not None]
+
+
+def row_slices(inputs: dict[str, torch.Tensor], key: str, placeholders: list[int]) -> list[slice]:
+    """The part of `inputs[key]` that belongs to each sample of the batch: its row, or, for a
+    visual tensor that lists a batch's patches or tiles (Qwen-VL, InternVL), the sample's share,
+    from the grid of each visual or else the sample's count of placeholder tokens.
+
+    Raises:
+        ValueError: the tensor cannot be split by sample.
+    """
+    tensor, input_ids = inputs[key], inputs["input_ids"]
+    batch = input_ids.shape[0]
+    grid = inputs.get(_GRIDS.get(key, ""))
+    if grid is not None and len(grid) == batch:
+        counts = grid.prod(-1).tolist()
+    elif tensor.shape[0] == batch or not key.startswith("pixel_values"):
+        counts = [1] * batch
+    else:
+        tokens = torch.isin(input_ids, torch.tensor(placeholders, device=input_ids.device)).sum(-1).tolist()
+        if sum(tokens) == 0 or sum(tokens) % tensor.shape[0]:
+            raise ValueError(f"cannot split {key} {tuple(tensor.shape)} between {batch} samples")
+        per_part = sum(tokens) // tensor.shape[0]
+        counts = [count // per_part for count in tokens]
+    ends = torch.tensor(counts).cumsum(0).tolist()
+    return [slice(start, end) for start, end in zip([0, *ends[:-1]], ends)]
+
+
+def one_sample(inputs: dict[str, torch.Tensor], row: int, placeholders: list[int]) -> dict[str, torch.Tensor]:
+    """The inputs of sample `row` alone (a batch of one; its left padding is kept)."""
+    return {key: value[row_slices(inputs, key, placeholders)[row]] for key, value in inputs.items()}
+
+
 class Stream:
     """One sequence of forwards over its own KV cache.
 

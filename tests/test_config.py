@@ -138,5 +138,5 @@ def test_unknown_method_key_gets_did_you_mean_and_sgrs_checks_r_against_k():
         build_config(BASE, ["method.name=vcd", "method.cd_alhpa=1"])
     with pytest.raises(ConfigError, match=r"method\.max_rejections \(4\) exceeds method\.top_k \(3\)"):
         build_config(BASE, ["method.name=sgrs", "method.top_k=3", "method.max_rejections=4"])
-    with pytest.raises(ConfigError, match=r"unknown method 'MethodConfig|unknown method 'bema'; did you mean 'beam'"):
+    with pytest.raises(ConfigError, match=r"unknown method 'bema'; did you mean 'beam'"):
         build_config(BASE, ["method.name=bema"])

@@ -16,7 +16,9 @@ from pipeline.config import MethodConfig
 from pipeline.decoding import DecodeState, StepChoice, TokenSelector, decode
 
 # Builds a method's extra streams (name -> inputs) from the batch: VCD's distorted image.
-StreamInputs = Callable[[dict[str, torch.Tensor], MethodConfig, list[torch.Generator]], dict[str, dict[str, torch.Tensor]]]
+StreamInputs = Callable[
+    [LoadedModel, dict[str, torch.Tensor], MethodConfig, list[torch.Generator]], dict[str, dict[str, torch.Tensor]]
+]
 
 
 def recording_saliency(select: TokenSelector, span: str) -> TokenSelector:
@@ -84,7 +86,7 @@ class SelectorMethod:
                 window=params.locore_window,
                 renormalize=params.renormalize,
             )
-        streams = self.extra_streams(inputs, params, generators) if self.extra_streams else None
+        streams = self.extra_streams(loaded, inputs, params, generators) if self.extra_streams else None
         return decode(
             loaded, inputs, max_new_tokens, generators, select, locore=locore, saliency_layers=saliency_layers,
             extra_streams=streams, hidden_states=self.hidden_states,

@@ -77,7 +77,10 @@ def dola_step(state: DecodeState, params: MethodConfig) -> StepChoice:
     layers = candidate_layers(params.dola_layers, final_layer, bool(getattr(text_config, "tie_word_embeddings", False)))
     head = model.get_output_embeddings()
     final = state.logits
-    premature = torch.stack([head(state.hidden_states[layer]).to(final.dtype) for layer in layers])  # [L, B, V]
+    # The final hidden state's logits are the model's own (recomputing them would round differently).
+    premature = torch.stack(
+        [final if layer == final_layer else head(state.hidden_states[layer]).to(final.dtype) for layer in layers]
+    )  # [L, B, V]
     chosen = divergence(final[None], premature).argmax(0)  # [B], per row
     scores = contrast(final, premature[chosen, torch.arange(len(final))], params.relative_top)
     scores = repetition_penalty(scores, state.input_ids, params.repetition_penalty)

@@ -19,14 +19,13 @@ import math
 
 import torch
 
+from pipeline.api import LoadedModel
 from pipeline.config import MethodConfig
-from pipeline.decoding import DecodeState, StepChoice, TokenSelector, sample_step
+from pipeline.decoding import DecodeState, StepChoice, TokenSelector, placeholder_ids, row_slices, sample_step
 from pipeline.methods import METHODS
 from pipeline.methods._base import SelectorMethod
 
 DIFFUSION_STEPS = 1000
-# Which tensor lists the patches of each sample, for processors that flatten a batch's patches.
-_GRIDS = {"pixel_values": "image_grid_thw", "pixel_values_videos": "video_grid_thw"}
 
 
 def noise_schedule() -> torch.Tensor:
@@ -42,23 +41,6 @@ def diffusion_noise(pixels: torch.Tensor, noise_step: int, generator: torch.Gene
     return (alpha_bar.sqrt() * pixels + (1 - alpha_bar).sqrt() * eps).to(pixels.dtype)
 
 
-def row_slices(inputs: dict[str, torch.Tensor], key: str, batch: int) -> list[slice]:
-    """The part of visual tensor `key` that belongs to each sample of the batch.
-
-    Raises:
-        ValueError: the tensor neither has one entry per sample nor a grid saying how its
-            flattened patches split (e.g. several images per sample).
-    """
-    tensor = inputs[key]
-    grid = inputs.get(_GRIDS.get(key, ""))
-    if grid is not None and len(grid) == batch:
-        ends = grid.prod(-1).cumsum(0).tolist()
-        return [slice(start, end) for start, end in zip([0, *ends[:-1]], ends)]
-    if tensor.shape[0] == batch:
-        return [slice(row, row + 1) for row in range(batch)]
-    raise ValueError(f"VCD: cannot split {key} {tuple(tensor.shape)} into {batch} samples; one visual per sample is supported")
-
-
 def noise_generator(generator: torch.Generator) -> torch.Generator:
     """A generator for a sample's noise, seeded from its own generator's seed without drawing
     from it (so the sampling draws stay those of plain sampling)."""
@@ -66,13 +48,15 @@ def noise_generator(generator: torch.Generator) -> torch.Generator:
     return torch.Generator(device=generator.device).manual_seed(seed)
 
 
-def distorted_inputs(inputs: dict[str, torch.Tensor], params: MethodConfig, generators: list[torch.Generator]):
+def distorted_inputs(
+    loaded: LoadedModel, inputs: dict[str, torch.Tensor], params: MethodConfig, generators: list[torch.Generator]
+) -> dict[str, dict[str, torch.Tensor]]:
     """The batch with every pixel tensor noised at `params.noise_step`, per sample."""
-    batch = inputs["input_ids"].shape[0]
     distorted = dict(inputs)
     noise = [noise_generator(g) for g in generators]
     for key in (k for k in inputs if k.startswith("pixel_values")):
-        parts = [diffusion_noise(inputs[key][part], params.noise_step, gen) for part, gen in zip(row_slices(inputs, key, batch), noise)]
+        slices = row_slices(inputs, key, placeholder_ids(loaded))
+        parts = [diffusion_noise(inputs[key][part], params.noise_step, gen) for part, gen in zip(slices, noise)]
         distorted[key] = torch.cat(parts)
     return {"distorted": distorted}
 
