@@ -273,3 +273,15 @@ def test_method_records_reach_the_parquet_row(synth):
         assert row["error"] is None
         fields = json.loads(row["method_fields"])
         assert len(fields["premature_layer"]) == row["n_generated"] == len(row["logprobs"])
+
+
+def test_table1_grid_has_the_papers_methods_and_benchmarks():
+    from conftest import REPO_ROOT
+    from jobs.grid_config import load_grid
+
+    cells = load_grid(REPO_ROOT / "configs/grids/table1.yaml").cells()
+    assert len(cells) == 7 * 3
+    assert {c.config.method.name for c in cells} == {"greedy", "beam", "vcd", "opera", "dola", "locore", "sgrs+locore"}
+    assert {c.config.benchmark.name for c in cells} == {"pope", "chair", "mme"}
+    assert {c.config.model.name for c in cells} == {"llava15"}
+    assert len({c.config.run_id for c in cells}) == 21
