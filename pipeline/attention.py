@@ -18,6 +18,8 @@ An active plan (a context variable, set by the decode loop around its forwards) 
   probabilities A (after LocoRE, so a LocoRE run is measured through the attention it runs) and
   add a zero leaf `delta` that requires grad, so `d loss / d delta` is the total derivative
   d loss / d A, downstream paths through later layers included.
+- attention rows of one layer (OPERA): the last query row's probabilities, max over heads,
+  recorded beside the unchanged SDPA output.
 """
 
 from __future__ import annotations
