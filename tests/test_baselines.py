@@ -145,7 +145,7 @@ def test_vcd_with_alpha_and_beta_zero_is_sampling_and_the_distorted_stream_is_a_
         stream.prefill()
         fresh = loaded.model(**distorted).logits[:, -1]
         clean = loaded.model(**inputs).logits[:, -1]
-    torch.testing.assert_close(stream.logits, fresh, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stream.logits, fresh, rtol=1e-4, atol=1e-4)  # float32 rounding of two paths
     assert not torch.allclose(fresh, clean)
 
 
