@@ -15,6 +15,12 @@ top of what was live when it began (its transient memory: activations, the salie
 its batched backward, the new cache). Printed with the resident tensors (weights + KV cache) the
 step starts from, so "total" = resident + transient.
 
+The baselines (`--baselines`, on by default) are timed the same way through their registered
+methods, over 32 tokens with EOS disabled: beam search (5 beams), VCD (a second stream: about two
+forwards), OPERA (5 beams, 5 attention candidates: a look-ahead forward per candidate, rollback
+on as by default) and DoLa (the head on every candidate layer). A beam method's step decodes all
+N beams of every sample, so its ratio is against one plain step of the same samples.
+
     python benchmarks/methods_speed.py
 """
 
@@ -37,6 +43,7 @@ from pipeline import attention  # noqa: E402
 from pipeline.api import Visual  # noqa: E402
 from pipeline.attention import Locore  # noqa: E402
 from pipeline.config import MethodConfig  # noqa: E402
+from pipeline.methods import METHODS  # noqa: E402
 from pipeline.decoding import DecodeState, decode, greedy_select  # noqa: E402
 from pipeline.methods.sgrs import make_sgrs_select  # noqa: E402
 from pipeline.models import MODELS  # noqa: E402
@@ -153,14 +160,62 @@ def step_memory(loaded, inputs, mode, tokens: int = 6) -> tuple[int, int]:
     return resident[-1], peak
 
 
+BASELINE_TOKENS = 32
+BASELINES = {
+    "greedy": MethodConfig(name="greedy"),
+    "beam": MethodConfig(name="beam", num_beams=5),
+    "vcd": MethodConfig(name="vcd"),
+    "opera": MethodConfig(name="opera", num_beams=5),
+    "dola": MethodConfig(name="dola"),
+}
+
+
+def method_run(loaded, inputs, params, tokens: int) -> tuple[float, float]:
+    """One registered method's decode of `tokens` tokens with EOS disabled: (wall, CPU) seconds."""
+    method = METHODS.get(params.name)()
+    method.prepare(loaded, params)
+    config = loaded.model.generation_config
+    eos, config.eos_token_id = config.eos_token_id, -1  # no token ends a row or a beam
+    generators = [torch.Generator().manual_seed(i) for i in range(inputs["input_ids"].shape[0])]
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        method.generate(loaded, inputs, params, tokens, generators)
+        return time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        config.eos_token_id = eos
+
+
+def baseline_ratios(loaded, inputs, repeats: int) -> None:
+    """Prints each baseline's step time relative to a greedy step (best of interleaved repeats)."""
+    best = {name: [float("inf"), float("inf")] for name in BASELINES}
+    for _ in range(repeats):
+        for name, params in BASELINES.items():
+            long = method_run(loaded, inputs, params, BASELINE_TOKENS)
+            short = method_run(loaded, inputs, params, 1)
+            for clock in range(2):
+                best[name][clock] = min(best[name][clock], (long[clock] - short[clock]) / (BASELINE_TOKENS - 1))
+    plain = best["greedy"]
+    for name in BASELINES:
+        if name != "greedy":
+            print(f"  {name:5s} / plain               CPU {best[name][1] / plain[1]:.2f}  wall {best[name][0] / plain[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip beam/VCD/OPERA/DoLa")
+    parser.add_argument("--only-baselines", action="store_true", help="time only beam/VCD/OPERA/DoLa")
     args = parser.parse_args()
     torch.set_num_threads(1)  # steadier timings on a shared machine
     print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
     for batch in (1, 8):
         loaded, inputs = setup(batch)
+        if args.baselines:
+            print(f"batch {batch}: baselines, step time relative to a greedy step ({BASELINE_TOKENS} tokens)")
+            baseline_ratios(loaded, inputs, max(1, args.repeats // 2))
+            attention.install(loaded.model)
+        if args.only_baselines:
+            continue
         timed = ("plain", "locore", "locore_generic", "sgrs")
         best = {mode: [float("inf"), float("inf")] for mode in timed}
         run(loaded, inputs, "sgrs", 4)  # warm-up

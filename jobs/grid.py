@@ -89,7 +89,7 @@ def cell_row(cell: GridCell) -> dict[str, Any]:
         checkpoint=config.model.checkpoint,
         method=config.method.name,
         benchmark=config.benchmark.name,
-        alpha=config.method.alpha,
+        alpha=getattr(config.method, "alpha", 0.0),  # 0 without SGRS, as beta is 0 without LocoRE
         beta=effective_beta(config),
         n_samples=scores["n_samples"],
         n_errors=scores["n_errors"],

@@ -110,7 +110,7 @@ def _label(value: Any) -> Any:
 def _resolved(config: RunConfig, key: str) -> Any:
     node: Any = config
     for part in key.split("."):
-        node = getattr(node, part)
+        node = getattr(node, part, None)  # a parameter the cell's method does not have
     return node.model_dump(mode="json") if isinstance(node, BaseModel) else node
 
 
@@ -118,30 +118,29 @@ def _matches(config: RunConfig, entry: dict[str, Any]) -> bool:
     return all(_resolved(config, key) == value for key, value in entry.items())
 
 
-def _section(annotation: Any) -> type[BaseModel] | None:
-    """The config class of a field's annotation (through `X | None`), or None for a leaf."""
-    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
-    for option in options:
-        if isinstance(option, type) and issubclass(option, BaseModel):
-            return option
-    return None
+def _sections(annotation: Any) -> list[type[BaseModel]]:
+    """The config classes of a field's annotation (through `X | None` and unions such as the
+    per-method parameter classes); empty for a leaf."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    return [option for option in options if isinstance(option, type) and issubclass(option, BaseModel)]
 
 
 def check_key(key: str, source: str) -> None:
-    """Raises ConfigError unless `key` is a dotted RunConfig key that changes the run id."""
-    node: type[BaseModel] | None = RunConfig
+    """Raises ConfigError unless `key` is a dotted RunConfig key that changes the run id (for
+    `method.*`, a parameter of some method; the cell's validation checks it fits its method)."""
+    nodes: list[type[BaseModel]] = [RunConfig]
     path = []
     for part in key.split("."):
-        if node is None:
+        if not nodes:
             raise ConfigError(f"{source}: unknown axis key '{key}': '{'.'.join(path)}' has no sub-keys")
-        fields = node.model_fields
+        fields = {name: field for node in nodes for name, field in node.model_fields.items()}
         if part not in fields:
             names = [".".join(path + [name]) for name in fields]
             close = difflib.get_close_matches(".".join(path + [part]), names, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(names)}"
             raise ConfigError(f"{source}: unknown axis key '{key}'{hint}")
         path.append(part)
-        node = _section(fields[part].annotation)
+        nodes = [section for node in nodes if part in node.model_fields for section in _sections(node.model_fields[part].annotation)]
     if any(key == k or key.startswith(k + ".") for k in _NOT_SWEEPABLE):
         raise ConfigError(f"{source}: axis '{key}' does not change what is generated; set it in base")
 

@@ -54,12 +54,13 @@ def rows(kind: str) -> list[tuple[str, str, str]]:
     return result
 
 
-def method_parameters() -> list[tuple[str, str, str]]:
-    """(key, default, description) of the method config, the parameters `--method-args` takes."""
-    from pipeline.config import MethodConfig
+def method_parameters() -> dict[str, list[tuple[str, str, str]]]:
+    """Per method name, (key, default, description) of the parameters `--method-args` takes."""
+    from pipeline.config import METHOD_CONFIGS
 
-    return [(key, repr(field.default), field.description or "")
-            for key, field in MethodConfig.model_fields.items() if key != "name"]
+    return {name: [(key, repr(field.default), field.description or "")
+                   for key, field in config.model_fields.items() if key != "name"]
+            for name, config in METHOD_CONFIGS.items()}
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -77,10 +78,12 @@ def _handle(args: argparse.Namespace) -> int:
             if details:
                 print(f"  {'':<{width}}  {details}")
         if kind == "methods":
-            print("  parameters (--method-args KEY=VALUE, or method.KEY in a config):")
-            width = max(len(key) for key, _, _ in method_parameters())
-            for key, default, description in method_parameters():
-                print(f"    {key:<{width}}  {default:<12} {description}")
+            print("  parameters (--method-args KEY=VALUE, or method.KEY in a config), per method:")
+            for method, parameters in method_parameters().items():
+                print(f"    {method}:" + ("" if parameters else " none"))
+                width = max((len(key) for key, _, _ in parameters), default=0)
+                for key, default, description in parameters:
+                    print(f"      {key:<{width}}  {default:<12} {description}")
         print()
     return 0
 

@@ -126,12 +126,13 @@ class Generation:
 
     token_ids: list[int]
     logprobs: list[float]
-    saliency: list[float] | None = None
+    saliency: list[float | None] | None = None  # None where the key span was empty
     tau: list[float] | None = None
     rejections: list[int] | None = None
     fallback: list[bool] | None = None
     candidate_ids: list[list[int]] | None = None
     candidate_saliency: list[list[float]] | None = None
+    method_fields: dict[str, list] | None = None  # method-specific per-token records, by name
 
 
 class DecodingMethod(Protocol):

@@ -18,6 +18,8 @@ An active plan (a context variable, set by the decode loop around its forwards) 
   probabilities A (after LocoRE, so a LocoRE run is measured through the attention it runs) and
   add a zero leaf `delta` that requires grad, so `d loss / d delta` is the total derivative
   d loss / d A, downstream paths through later layers included.
+- attention rows of one layer (OPERA): the last query row's probabilities, max over heads,
+  recorded beside the unchanged SDPA output.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ class SaliencyCapture:
         self.logits = None
 
 
+@dataclass
+class AttentionRows:
+    """Records, for one layer, the last query row of each forward's attention probabilities,
+    max over heads ([B, T]), as OPERA reads them. The forward's output stays SDPA's."""
+
+    layer: int
+    last: torch.Tensor | None = None
+
+
 @dataclass(frozen=True)
 class AttentionPlan:
     """What the halleval attention does during the forwards it is active for.
@@ -81,11 +92,13 @@ class AttentionPlan:
             LocoRE's window only ever covers generated tokens.
         locore: LocoRE settings, or None for unmodified attention.
         capture: where target layers record A and its gradient leaf, or None.
+        rows: where one layer records its last attention row (max over heads), or None.
     """
 
     output_start: int
     locore: Locore | None = None
     capture: SaliencyCapture | None = None
+    rows: AttentionRows | None = None
 
 
 _PLAN: contextvars.ContextVar[AttentionPlan | None] = contextvars.ContextVar("halleval_attention_plan", default=None)
@@ -235,6 +248,9 @@ def halleval_attention(
     [B, q, H, D] out)."""
     plan = _PLAN.get()
     layer = getattr(module, "layer_idx", None)
+    if plan is not None and plan.rows is not None and layer == plan.rows.layer:
+        scores = _scores(module, query[:, :, -1:], key, None if attention_mask is None else attention_mask[..., -1:, :], scaling)
+        plan.rows.last = torch.softmax(scores, dim=-1)[:, :, 0].amax(dim=1)
     locore = plan.locore if plan is not None and plan.locore is not None and plan.locore.covers(layer) else None
     window = _locore_window(plan, query, key) if locore is not None else None
     capture = plan.capture if plan is not None else None

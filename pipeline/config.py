@@ -7,10 +7,11 @@ on 1 or 8 actors writes to the same place and resumes there.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -29,6 +30,20 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _MethodMeta(type(BaseModel)):
+    """Makes `MethodConfig(name=..., ...)` build that method's own parameter class."""
+
+    def __call__(cls, *args, **data):
+        if cls is MethodConfig:
+            name = data.get("name", "greedy")
+            if name not in METHOD_CONFIGS:
+                from pipeline.methods import METHODS
+
+                raise ConfigError(METHODS.unknown_message(name))
+            return METHOD_CONFIGS[name](*args, **data)
+        return super().__call__(*args, **data)
 
 
 def _arg(default: Any, description: str, goes_to: str, in_run_id: bool, **constraints: Any) -> Any:
@@ -172,18 +187,20 @@ class ModelConfig(_Strict):
         return data
 
 
-class MethodConfig(_Strict):
-    """Decoding method and all its parameters (flat, so grids can sweep `method.alpha`)."""
+class MethodConfig(_Strict, metaclass=_MethodMeta):
+    """Base of every decoding method's parameters: one subclass per registered method, told apart
+    by `name` (a discriminated union), so a run holds, and hashes, only its own method's
+    parameters and an unused key is an error. `MethodConfig(name="sgrs", alpha=0.3)` builds the
+    `SgrsConfig`; a missing name means greedy."""
 
-    name: str = Field("greedy", description="greedy, sample, sgrs, locore or sgrs+locore.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature (sample, sgrs).")
-    top_k: int = Field(5, ge=1, description="SGRS: K candidates per step (top-K of the softmax).")
-    max_rejections: int = Field(3, ge=1, description="SGRS: R draws before the fallback.")
-    alpha: float = Field(0.6, ge=0, description="SGRS: threshold factor, tau = alpha * mean(history).")
-    history_window: int = Field(5, ge=1, description="SGRS: W, accepted saliencies averaged for tau.")
-    saliency_scale: float = Field(
-        1.0, gt=0, description="SGRS: r, multiplies S(c) before the test (paper Table 6)."
-    )
+    name: str = Field("greedy", description="Registered decoding method (see docs/methods.md).")
+
+
+def _name(method: str) -> Any:
+    return Field(method, description="Registered decoding method (see docs/methods.md).")
+
+
+class _SaliencyRecording(_Strict):
     key_span: Literal["post_image", "outputs"] = Field(
         "post_image",
         description="Saliency keys: text after the image (official code) or generated tokens only.",
@@ -191,6 +208,19 @@ class MethodConfig(_Strict):
     target_layers: tuple[int, ...] | None = Field(
         None, description="Saliency layers; None takes the model adapter's default."
     )
+
+
+class _RecordsSaliency(_SaliencyRecording):
+    record_saliency: bool = Field(
+        False, description="Record the saliency of each accepted token too (a backward per step)."
+    )
+
+
+class _Temperature(_Strict):
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature of the sampled distribution.")
+
+
+class _Locore(_Strict):
     beta: float | None = Field(
         None, ge=0, description="LocoRE gain, gamma = 1 + beta; None takes the adapter's default."
     )
@@ -199,19 +229,133 @@ class MethodConfig(_Strict):
         None, description="LocoRE: first and last layer [l0, l1]; None takes the adapter's default."
     )
     renormalize: bool = Field(False, description="LocoRE: renormalise the attention row after gain.")
-    record_saliency: bool = Field(
-        False, description="Record per-token saliency for greedy/sample/locore runs too (costs time)."
+
+
+class _Sgrs(_Temperature, _SaliencyRecording):
+    top_k: int = Field(5, ge=1, description="SGRS: K candidates per step (top-K of the softmax).")
+    max_rejections: int = Field(3, ge=1, description="SGRS: R draws before the fallback.")
+    alpha: float = Field(0.6, ge=0, description="SGRS: threshold factor, tau = alpha * mean(history).")
+    history_window: int = Field(5, ge=1, description="SGRS: W, accepted saliencies averaged for tau.")
+    saliency_scale: float = Field(
+        1.0, gt=0, description="SGRS: r, multiplies S(c) before the test (paper Table 6)."
+    )
+    fallback_in_history: bool = Field(
+        False,
+        description="SGRS: add a fallback token's saliency to the history (official code); the "
+        "paper's Alg. 1 keeps it out (default).",
     )
     record_candidates: bool = Field(
         False, description="SGRS: store the K candidates and their saliencies per token (large)."
     )
 
-    @field_validator("name")
-    @classmethod
-    def _known_method(cls, name: str) -> str:
-        from pipeline.methods import METHODS
+    @model_validator(mode="after")
+    def _candidates_fit(self):
+        if self.max_rejections > self.top_k:
+            raise ValueError(
+                f"method.max_rejections ({self.max_rejections}) exceeds method.top_k "
+                f"({self.top_k}); each rejection removes a candidate"
+            )
+        return self
 
-        return METHODS.validate(name)
+
+class _Beams(_Strict):
+    num_beams: int = Field(5, ge=1, description="Beams kept per sample.")
+    length_penalty: float = Field(
+        1.0, description="A finished beam's score is sum(log p) / length ** length_penalty (as HF)."
+    )
+
+
+class GreedyConfig(_RecordsSaliency, MethodConfig):
+    """Argmax decoding; its only options record saliency."""
+
+    name: Literal["greedy"] = _name("greedy")
+
+
+class SampleConfig(_Temperature, _RecordsSaliency, MethodConfig):
+    """Ancestral sampling at a temperature, optionally nucleus (top-p) truncated."""
+
+    name: Literal["sample"] = _name("sample")
+    top_p: float = Field(
+        1.0, gt=0, le=1, description="Nucleus sampling: keep the smallest top set with mass >= top_p (1: all)."
+    )
+
+
+class LocoreConfig(_Locore, _RecordsSaliency, MethodConfig):
+    """Greedy decoding with LocoRE attention (paper Alg. 2)."""
+
+    name: Literal["locore"] = _name("locore")
+
+
+class SgrsConfig(_Sgrs, MethodConfig):
+    """Saliency-guided rejection sampling (paper Alg. 1)."""
+
+    name: Literal["sgrs"] = _name("sgrs")
+
+
+class SgrsLocoreConfig(_Sgrs, _Locore, MethodConfig):
+    """SGRS over LocoRE attention."""
+
+    name: Literal["sgrs+locore"] = _name("sgrs+locore")
+
+
+class BeamConfig(_Beams, MethodConfig):
+    """Beam search, token for token HF's `generate(num_beams=...)` (early_stopping False)."""
+
+    name: Literal["beam"] = _name("beam")
+
+
+class VcdConfig(_Temperature, MethodConfig):
+    """Visual contrastive decoding (Leng et al., CVPR 2024); defaults from its evaluation scripts."""
+
+    name: Literal["vcd"] = _name("vcd")
+    cd_alpha: float = Field(1.0, ge=0, description="VCD: contrast strength, (1 + a) l(v) - a l(v').")
+    cd_beta: float = Field(
+        0.1, ge=0, le=1, description="VCD: adaptive plausibility, keep tokens with p >= beta * max p."
+    )
+    noise_step: int = Field(500, ge=0, le=999, description="VCD: diffusion step t of the noise (of 1000).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus truncation after the contrast (1: none).")
+
+
+class OperaConfig(_Beams, MethodConfig):
+    """OPERA (Huang et al., CVPR 2024): beam search with the over-trust penalty and
+    retrospection-allocation rollback; defaults from its code (chair_eval.py)."""
+
+    name: Literal["opera"] = _name("opera")
+    scale_factor: float = Field(50.0, gt=0, description="OPERA: sigma, scales attention before the column product.")
+    threshold: int = Field(15, ge=1, description="OPERA: r, steps a summary location must repeat to roll back.")
+    num_attn_candidates: int = Field(5, ge=1, description="OPERA: N_can candidates per beam scored by the penalty.")
+    penalty_weights: float = Field(1.0, ge=0, description="OPERA: alpha, weight of the penalty on the logits.")
+    window_size: int = Field(512, ge=1, description="OPERA: steps of history kept for rollback.")
+    rollback: bool = Field(True, description="OPERA: retrospection-allocation rollback (off: penalty only).")
+
+
+class DolaConfig(MethodConfig):
+    """DoLa (Chuang et al., ICLR 2024), greedy over the contrasted layer distributions."""
+
+    name: Literal["dola"] = _name("dola")
+    dola_layers: Literal["low", "high"] | tuple[int, ...] = Field(
+        "high",
+        description="Candidate premature layers: 'low'/'high' halves (as HF's dola_layers) or "
+        "hidden-state indices (0 = embeddings); the final layer is the mature one.",
+    )
+    relative_top: float = Field(
+        0.1, gt=0, le=1, description="DoLa: plausibility, keep tokens with p_final >= relative_top * max."
+    )
+    repetition_penalty: float = Field(
+        1.2, ge=1, description="DoLa: CTRL repetition penalty on tokens already in the sequence (1: off)."
+    )
+
+
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
+    cls.model_fields["name"].default: cls
+    for cls in (
+        GreedyConfig, SampleConfig, LocoreConfig, SgrsConfig, SgrsLocoreConfig,
+        BeamConfig, VcdConfig, OperaConfig, DolaConfig,
+    )
+}
+"""Each registered method's parameter class, by method name."""
+
+AnyMethodConfig = Annotated[Union[tuple(METHOD_CONFIGS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 class BenchmarkConfig(_Strict):
@@ -274,7 +418,9 @@ class ScoringConfig(_Strict):
 
 class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
-    method: MethodConfig = Field(default_factory=MethodConfig)
+    method: AnyMethodConfig = Field(
+        default_factory=GreedyConfig, description="Decoding method: `name` and that method's parameters."
+    )
     benchmark: BenchmarkConfig
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
@@ -293,14 +439,12 @@ class RunConfig(_Strict):
             raise ValueError(f"seed {seed} is outside 0 to 2**63-1 (9223372036854775807); pick a smaller seed")
         return seed
 
-    @model_validator(mode="after")
-    def _sgrs_candidates_fit(self) -> RunConfig:
-        if self.method.max_rejections > self.method.top_k:
-            raise ValueError(
-                f"method.max_rejections ({self.method.max_rejections}) exceeds method.top_k "
-                f"({self.method.top_k}); each rejection removes a candidate"
-            )
-        return self
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_name_defaults_to_greedy(cls, method: Any) -> Any:
+        if isinstance(method, dict) and "name" not in method:
+            return {**method, "name": "greedy"}
+        return method
 
     def identity(self) -> dict[str, Any]:
         """What decides the generated rows: all but resources, batch size, scoring, output dir and
@@ -346,14 +490,41 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
 
 
+def _error_key(loc: tuple) -> tuple[str, list[str]]:
+    """The dotted key of an error location (a method's tag, which pydantic puts after `method`,
+    dropped) and the keys its section knows, for a did-you-mean hint."""
+    parts = [str(part) for part in loc]
+    known: list[str] = []
+    if parts[:1] == ["method"] and len(parts) > 1 and parts[1] in METHOD_CONFIGS:
+        known = list(METHOD_CONFIGS[parts.pop(1)].model_fields)
+    elif len(parts) > 1 and parts[0] in RunConfig.model_fields:
+        section = RunConfig.model_fields[parts[0]].annotation
+        known = list(getattr(section, "model_fields", {}))
+    elif len(parts) == 1:
+        known = list(RunConfig.model_fields)
+    return ".".join(parts) or "(top level)", known
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     problems = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        key, known = _error_key(item["loc"])
         if item["type"] == "extra_forbidden":
-            problems.append(f"unknown key '{key}' (check the spelling; see docs/config.md)")
+            section, _, name = key.rpartition(".")
+            close = difflib.get_close_matches(name, known, n=1)
+            if close:
+                hint = f"; did you mean '{section + '.' if section else ''}{close[0]}'?"
+            elif item["loc"][:1] == ("method",) and len(item["loc"]) > 2:
+                hint = f"; method {item['loc'][1]!r} takes: {', '.join(k for k in known if k != 'name') or 'nothing'}"
+            else:
+                hint = " (check the spelling)"
+            problems.append(f"unknown key '{key}'{hint} (see docs/config.md)")
         elif item["type"] == "missing":
             problems.append(f"missing required key '{key}'")
+        elif item["type"] == "union_tag_invalid":
+            from pipeline.methods import METHODS
+
+            problems.append(f"'{key}.name': {METHODS.unknown_message(item['ctx']['tag'])}")
         else:
             message = item["msg"].removeprefix("Value error, ")
             problems.append(f"'{key}': {message}")

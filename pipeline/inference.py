@@ -272,6 +272,7 @@ class InferenceStage:
             total_fallbacks=sum(generation.fallback) if generation.fallback is not None else None,
             candidate_ids=generation.candidate_ids,
             candidate_saliency=generation.candidate_saliency,
+            method_fields=json.dumps(generation.method_fields) if generation.method_fields is not None else None,
             n_generated=len(generation.token_ids),
             latency_s=latency_s,
         )

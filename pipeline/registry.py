@@ -62,7 +62,8 @@ class Entry:
 def first_sentence(doc: str | None) -> str:
     """The first sentence of a docstring's first paragraph, its wrapped lines joined."""
     paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
-    end = re.search(r"(?<!e\.g)(?<!i\.e)\.\s", paragraph)
+    # A sentence ends at a full stop before a capital, so "Alg. 1" and "et al. 2019" do not end it.
+    end = re.search(r"(?<!e\.g)(?<!i\.e)\.\s(?=[A-Z])", paragraph)
     return paragraph[: end.start() + 1] if end else paragraph
 
 

@@ -83,8 +83,12 @@ def candidate_saliency(capture: SaliencyCapture, candidates: torch.Tensor, span:
     grads = torch.autograd.grad(
         losses, [capture.deltas[layer] for layer in layers], grad_outputs=selectors, is_grads_batched=True
     )
+    # Under device_map a target layer may sit on another GPU than the span mask: each layer's
+    # values come to the mask's device before the layers are averaged.
     per_layer = [
-        span_saliency(capture.probs[layer][:, :, -1].double(), grad[:, :, :, -1].double(), span)
+        span_saliency(
+            capture.probs[layer][:, :, -1].double().to(span.device), grad[:, :, :, -1].double().to(span.device), span
+        )
         for layer, grad in zip(layers, grads)
     ]
     return torch.stack(per_layer).mean(0).T  # [K, B] -> [B, K]

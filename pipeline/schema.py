@@ -39,6 +39,9 @@ GENERATION_SCHEMA = pa.schema(
         pa.field("total_fallbacks", pa.int32()),
         pa.field("candidate_ids", pa.list_(pa.list_(pa.int32()))),  # only with record_candidates
         pa.field("candidate_saliency", pa.list_(_float_list)),
+        # JSON object: a method's own per-token records, name -> one value per token (e.g. DoLa's
+        # premature_layer, OPERA's penalty); null for methods without any
+        pa.field("method_fields", pa.string()),
         pa.field("n_generated", pa.int32()),
         pa.field("latency_s", pa.float64()),
         pa.field("seed", pa.int64()),

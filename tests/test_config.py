@@ -40,7 +40,7 @@ def test_wrong_type_and_bad_range_name_the_key():
     with pytest.raises(ConfigError, match=r"'generation\.max_new_tokens'"):
         build_config({**BASE, "generation": {"max_new_tokens": "many"}})
     with pytest.raises(ConfigError, match=r"'method\.top_k'.*greater than or equal to 1"):
-        build_config({**BASE, "method": {"top_k": -5}})
+        build_config({**BASE, "method": {"name": "sgrs", "top_k": -5}})
 
 
 def test_missing_benchmark_root_is_named():
@@ -49,8 +49,8 @@ def test_missing_benchmark_root_is_named():
 
 
 def test_overrides_parse_yaml_values_and_reject_malformed():
-    config = build_config(BASE, ["method.name=sample", "method.alpha=0.3", "method.target_layers=[4, 5]"])
-    assert config.method.name == "sample"
+    config = build_config(BASE, ["method.name=sgrs", "method.alpha=0.3", "method.target_layers=[4, 5]"])
+    assert config.method.name == "sgrs"
     assert config.method.alpha == 0.3
     assert config.method.target_layers == (4, 5)
     with pytest.raises(ConfigError, match="expected key=value"):
@@ -71,7 +71,7 @@ def test_run_id_is_stable_and_tracks_only_what_changes_outputs():
         BASE, ["resources.num_actors=4", "generation.batch_size=1", "output_dir=/elsewhere", "scoring.judge=exact"]
     )
     assert same.run_id == config.run_id
-    for override in ("method.alpha=0.3", "seed=1", "generation.max_new_tokens=10", "benchmark.limit=5"):
+    for override in ("method.name=sample", "seed=1", "generation.max_new_tokens=10", "benchmark.limit=5"):
         assert build_config(BASE, [override]).run_id != config.run_id, override
 
 
@@ -110,3 +110,33 @@ def test_scoring_settings_are_validated_but_do_not_change_the_run_id():
     assert config.run_id == build_config(BASE).run_id  # re-scoring reuses the generations
     with pytest.raises(ConfigError, match=r"'scoring\.tagger'"):
         build_config(BASE, ["scoring.tagger=spacy"])
+
+
+def test_each_method_has_its_own_parameters_and_only_they_enter_the_run_id():
+    from pipeline.config import METHOD_CONFIGS, MethodConfig, SgrsConfig
+    from pipeline.methods import METHODS
+
+    assert set(METHOD_CONFIGS) == set(METHODS.names())  # every registered method has parameters
+    assert isinstance(MethodConfig(name="sgrs", alpha=0.3), SgrsConfig)
+    greedy = build_config(BASE)
+    assert greedy.identity()["method"] == {"name": "greedy", "key_span": "post_image", "target_layers": None,
+                                           "record_saliency": False}
+    with pytest.raises(ConfigError, match=r"unknown key 'method\.alpha'; method 'greedy' takes: key_span"):
+        build_config(BASE, ["method.alpha=0.3"])  # greedy has no alpha: an error, not a new run id
+    sgrs = build_config(BASE, ["method.name=sgrs"])
+    assert sgrs.run_id != build_config(BASE, ["method.name=sgrs", "method.alpha=0.3"]).run_id
+    assert "num_beams" not in sgrs.identity()["method"]
+    beam = build_config(BASE, ["method.name=beam", "method.num_beams=3"])
+    assert (beam.method.num_beams, beam.method.length_penalty) == (3, 1.0)
+    assert build_config(BASE, ["method.name=opera"]).method.scale_factor == 50.0
+
+
+def test_unknown_method_key_gets_did_you_mean_and_sgrs_checks_r_against_k():
+    with pytest.raises(ConfigError, match=r"unknown key 'method\.alhpa'; did you mean 'method\.alpha'\?"):
+        build_config({**BASE, "method": {"name": "sgrs", "alhpa": 0.3}})
+    with pytest.raises(ConfigError, match=r"unknown key 'method\.cd_alhpa'; did you mean 'method\.cd_alpha'\?"):
+        build_config(BASE, ["method.name=vcd", "method.cd_alhpa=1"])
+    with pytest.raises(ConfigError, match=r"method\.max_rejections \(4\) exceeds method\.top_k \(3\)"):
+        build_config(BASE, ["method.name=sgrs", "method.top_k=3", "method.max_rejections=4"])
+    with pytest.raises(ConfigError, match=r"unknown method 'bema'; did you mean 'beam'"):
+        build_config(BASE, ["method.name=bema"])

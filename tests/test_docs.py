@@ -4,6 +4,7 @@ and README's test command is the one CI runs."""
 from __future__ import annotations
 
 import re
+import typing
 
 from pydantic import BaseModel
 
@@ -16,8 +17,12 @@ from conftest import REPO_ROOT
 def _config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            keys += _config_keys(field.annotation, f"{prefix}{name}.")
+        # A section, or a union of sections (each method's parameters): every member's keys.
+        members = typing.get_args(field.annotation) or (field.annotation,)
+        sections = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        if sections:
+            for section in sections:
+                keys += [key for key in _config_keys(section, f"{prefix}{name}.") if key not in keys]
         else:
             keys.append(prefix + name)
     return keys

@@ -85,7 +85,7 @@ def _case(name: str, argv: Callable[[Inputs], list[str]], expected: str, names_f
 CLI_CASES = [
     _case("config: wrong type", lambda i: ["run", i.config("generation: {max_new_tokens: many}\n")],
      "'generation.max_new_tokens': Input should be a valid integer"),
-    _case("config: negative K", lambda i: ["run", i.config(""), "--set", "method.top_k=-1"],
+    _case("config: negative K", lambda i: ["run", i.config("method: {name: sgrs}\n"), "--set", "method.top_k=-1"],
      "'method.top_k': Input should be greater than or equal to 1", names_file=False),
     _case("config: R above K", lambda i: ["run", i.config("method: {name: sgrs, top_k: 2, max_rejections: 3}\n")],
      "method.max_rejections (3) exceeds method.top_k (2)"),
