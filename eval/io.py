@@ -64,6 +64,26 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def read_json_file(path: str | Path) -> Any:
+    """Reads one JSON document (e.g. ScienceQA's problems.json, VizWiz's val.json).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ScoringError: not UTF-8 or not valid JSON (with the line number).
+    """
+    from eval.api import ScoringError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ScoringError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ScoringError(f"{path}:{error.lineno}: malformed JSON: {error.msg}") from None
+
+
 def require(record: dict[str, Any], keys: tuple[str, ...], place: str) -> None:
     """Raises ScoringError naming `place` when `record` lacks one of `keys`."""
     from eval.api import ScoringError
