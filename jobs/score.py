@@ -1,4 +1,4 @@
-"""`halleval score {chair,pope,mme,videoqa,videogen,saliency-bins}`: score files in the reference
+"""`halleval score {chair,pope,mme,scienceqa,vizwiz,videoqa,videogen,saliency-bins}`: score files in the reference
 scorers' own formats (or a run's generations folder, for chair). Each prints a short table and
 writes the full JSON to --out (stdout when omitted)."""
 
@@ -60,6 +60,24 @@ def _mme(args: argparse.Namespace) -> int:
     _table(result, ["perception", "cognition", "total"])
     for task, scores in result["tasks"].items():
         print(f"  {task:<26}{scores['score']:.2f}", file=sys.stderr)
+    write_result(result, args.out)
+    return 0
+
+
+def _scienceqa(args: argparse.Namespace) -> int:
+    from eval.metrics.scienceqa import score_files
+
+    result = score_files(args.base_dir, args.result_file, args.split)
+    _table(result, ["accuracy", "correct", "count", "img_accuracy", "img_correct", "img_count"])
+    write_result(result, args.out)
+    return 0
+
+
+def _vizwiz(args: argparse.Namespace) -> int:
+    from eval.metrics.vizwiz import score_files
+
+    result = score_files(args.annotations, args.answers)
+    _table(result, ["accuracy", "n"])
     write_result(result, args.out)
     return 0
 
@@ -136,6 +154,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     mme = command("mme", _mme, "MME perception / cognition scores (eval_tool calculation.py)")
     mme.add_argument("--results", required=True, help="folder of <task>.txt: image, question, gt, response (tab-separated)")
+
+    sqa = command("scienceqa", _scienceqa, "ScienceQA accuracy and IMG-accuracy (LLaVA's eval_science_qa.py)")
+    sqa.add_argument("--base-dir", required=True, help="folder with problems.json and pid_splits.json")
+    sqa.add_argument("--result-file", required=True, help="answers JSONL {question_id, prompt, text}")
+    sqa.add_argument("--split", default="test", help="split of pid_splits.json (default test)")
+
+    vizwiz = command("vizwiz", _vizwiz, "VizWiz val VQA accuracy (EvalAI normalisation, LLaVA's m4c_evaluator)")
+    vizwiz.add_argument("--annotations", required=True, help="VizWiz Annotations/val.json")
+    vizwiz.add_argument("--answers", required=True,
+                        help="[{image, answer}] submission JSON, or LLaVA's answers JSONL {question_id, text}")
 
     for name, handler, help_text in (("videoqa", _videoqa, "video QA accuracy / score with an LLM judge"),
                                      ("videogen", _videogen, "video text generation: the 5 Video-ChatGPT criteria")):

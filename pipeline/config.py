@@ -41,6 +41,13 @@ class ModelConfig(_Strict):
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
         "float32", description="Weights dtype; use bfloat16 or float16 on GPUs."
     )
+    conversation: str | None = Field(
+        None,
+        description="Prompt template, for adapters that offer several (llava15: vicuna_v1, the "
+        "template of LLaVA-1.5's eval scripts and its published numbers; llava_v1; "
+        "hf_chat_template, the checkpoint's own). None takes the adapter's default, which is "
+        "then recorded (it enters the run id).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -48,6 +55,27 @@ class ModelConfig(_Strict):
         from pipeline.models import MODELS
 
         return MODELS.validate(name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_conversation(cls, data: Any) -> Any:
+        """Fills in the adapter's default conversation and rejects one it does not offer."""
+        if not isinstance(data, dict):
+            return data
+        from pipeline.models import MODELS
+
+        name = data.get("name", "llava15")
+        if name not in MODELS:
+            return data  # the name validator reports it
+        adapter = MODELS.get(name)
+        offered = tuple(getattr(adapter, "conversations", ()))
+        chosen = data.get("conversation")
+        if chosen is None:
+            return {**data, "conversation": getattr(adapter, "default_conversation", None)}
+        if chosen not in offered:
+            choices = ", ".join(offered) if offered else "none (leave it unset)"
+            raise ValueError(f"model {name!r} has no conversation {chosen!r}; choose from: {choices}")
+        return data
 
 
 class MethodConfig(_Strict):
