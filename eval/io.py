@@ -56,12 +56,23 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as error:
+                if not records and _is_one_document(text):  # e.g. problems.json given as answers
+                    raise ScoringError(f"{path}: one JSON document, not JSONL records or a JSON list of "
+                                       "them; check which file this option takes") from None
                 raise ScoringError(f"{path}:{number}: malformed JSON line: {error.msg}") from None
             where.append(f"{path}:{number}")
     for record, place in zip(records, where):
         if not isinstance(record, dict):
             raise ScoringError(f"{place}: expected a JSON object, got {type(record).__name__}")
     return records
+
+
+def _is_one_document(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def read_json_file(path: str | Path) -> Any:

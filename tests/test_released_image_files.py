@@ -315,3 +315,48 @@ def test_llava_bench_answers_come_out_in_question_order(tmp_path):
     lines = jsonl(path)
     assert [line["question_id"] for line in lines] == [released[i]["question_id"] for i in order]
     assert [line["text"] for line in lines] == [released[i]["text"] for i in order]
+
+
+# ---------------------------------------------------------------- run paths and foreign files
+
+
+def test_scienceqa_run_path_equals_the_export_scored_by_file(sqa_root, tmp_path):
+    from eval.api import METRICS, ScoringContext
+
+    samples = read_benchmark("scienceqa", sqa_root)
+    llava = {a["question_id"]: a["text"] for a in jsonl(sqa_root / "answers/llava-v1.5-13b.jsonl")}
+    texts = {s.sample_id: llava[s.metadata["pid"]] for s in samples}
+    texts[samples[1].sample_id] = None  # an error row (pid 11, answered wrong anyway): FAILED, counted
+    table = table_of(samples, texts)
+    run = METRICS.get("scienceqa")().score_run(table, ScoringContext(sqa_root, tmp_path))
+    by_file = sqa_metric.score_files(sqa_root, scienceqa.write_answers(table, tmp_path / "a.jsonl"))
+    assert run["n_errors"] == 1 and run["count"] == run["img_count"] == 3
+    assert run["img_accuracy"] == by_file["img_accuracy"] == pytest.approx(1 / 3)
+    assert {i["question_id"]: i["parsed_ans"] for i in run["per_item"]} == {
+        i["question_id"]: i["parsed_ans"] for i in by_file["per_item"] if i["is_multimodal"]}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["scienceqa", "--base-dir", "scienceqa", "--result-file", "scienceqa/problems.json"],
+     "problems.json: one JSON document, not JSONL records"),
+    (["scienceqa", "--base-dir", "scienceqa", "--result-file", "pope/llava_pope_test.jsonl"],
+     "missing key 'prompt'"),
+    (["scienceqa", "--base-dir", "pope", "--result-file", "scienceqa/answers/crafted.jsonl"],
+     "pid_splits.json: no such file"),
+    (["vizwiz", "--annotations", "vizwiz/Annotations/test.json", "--answers", "vizwiz/answers_upload/llava-v1.5-13b.json"],
+     "missing key 'answers'"),
+    (["vizwiz", "--annotations", "vizwiz/Annotations/val.json", "--answers", "vizwiz/llava_test.jsonl"],
+     "llava_test.jsonl: record 1: missing key 'answer'"),
+    (["vizwiz", "--annotations", "vizwiz/Annotations/val.json", "--answers", "vizwiz/answers/llava-v1.5-13b.jsonl"],
+     "question_id 6 is not an annotation index (0..5)"),
+    (["pope", "--questions", "pope/coco/coco_pope_random.json", "--answers", "scienceqa/problems.json"],
+     "one JSON document, not JSONL records"),
+])
+def test_foreign_files_get_one_line_errors(args, message, capsys):
+    from jobs.cli import main
+
+    metric, *rest = args
+    argv = ["score", metric, *[a if a.startswith("--") else str(RELEASED / a) for a in rest]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err, err
