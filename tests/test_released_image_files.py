@@ -360,3 +360,15 @@ def test_foreign_files_get_one_line_errors(args, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err, err
+
+
+def test_vizwiz_test_split_run_is_unscored_not_failed(tmp_path):
+    from eval.api import METRICS, ScoringContext
+
+    root = tmp_path / "vizwiz"
+    shutil.copytree(RELEASED / "vizwiz", root)
+    placeholders(root / "test", [q["image"] for q in jsonl(root / "llava_test.jsonl")])
+    samples = read_benchmark("vizwiz", root, subset="test")
+    run = METRICS.get("vizwiz")().score_run(table_of(samples, {s.sample_id: "yes" for s in samples}),
+                                             ScoringContext(root, tmp_path))
+    assert run["accuracy"] is None and run["n_unscored"] == 40 and "EvalAI" in run["note"]

@@ -16,7 +16,8 @@ dropped; contractions restored ("dont" → "don't"; the table's own typo maps "s
 "somebodyd"). The regex `(?!<=\\d)(\\.)(?!\\d)` is the reference's (a negative look-ahead,
 not the look-behind it meant), kept as is.
 
-The reference asserts exactly 10 human answers; so do we (a ScoringError naming the image).
+The reference asserts exactly 10 human answers; so do we (a ScoringError naming the image). A
+run of the test split (no human answers) scores nothing: accuracy null, `n_unscored` rows.
 """
 
 from __future__ import annotations
@@ -160,15 +161,20 @@ class VizWizMetric:
     higher_is_better = {"accuracy": True}
 
     def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
+        """Val: accuracy over the rows. Test (no human answers): nothing to score here, so the
+        result says so (accuracy null, `n_unscored`) instead of failing the run."""
         rows, failed = split_rows(generations)
-        outcomes = []
+        outcomes, unscored = [], 0
         for row, meta in rows + failed:
             if "image" not in meta:
                 continue  # an unparsable entry: nothing to score against
             if not meta.get("answers"):
-                raise ScoringError(f"sample {row['sample_id']}: no human answers (the VizWiz test split is "
-                                   "scored by the EvalAI server: submit vizwiz.write_submission's file)")
+                unscored += 1
+                continue
             text = (row["output_text"] or "") if row.get("error") is None else ""
             outcomes.append({"image": meta["image"],
                              **score_sample(text, meta["answers"], f"sample {row['sample_id']}")})
-        return {**aggregate(outcomes), "n_errors": len(failed)}
+        if not outcomes:
+            return {"accuracy": None, "n": 0, "per_item": [], "n_unscored": unscored, "n_errors": len(failed),
+                    "note": "no human answers (the test split): submit vizwiz.write_submission's file to EvalAI"}
+        return {**aggregate(outcomes), "n_unscored": unscored, "n_errors": len(failed)}
