@@ -1,9 +1,9 @@
 """POPE: polling-based object probing ("Is there a <object> in the image?", yes or no).
 
 - Paper: Li et al., "Evaluating Object Hallucination in Large Vision-Language Models"
-  (EMNLP 2023); question files as released in github.com/AoiDragon/POPE (`output/coco/`).
+  (EMNLP 2023); question files as released in github.com/AoiDragon/POPE (`output/`).
 - Splits (`benchmark.subset`): random, popular, adversarial (default random); the A-OKVQA and
-  GQA variants as `aokvqa_random`, `gqa_popular`, ... read `<dataset>_pope_<split>.json`.
+  GQA variants as `aokvqa_random`, `gqa_popular`, ... (layouts below).
 - Layouts (the first question file that exists is read):
   COCO: `<root>/coco_pope_<split>.json` or `<root>/coco/coco_pope_<split>.json` (LLaVA-1.5's
   eval bundle, `playground/data/eval/pope/`), JSONL lines `{"question_id", "image", "text",
