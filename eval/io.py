@@ -56,12 +56,43 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as error:
+                if not records and _is_one_document(text):  # e.g. problems.json given as answers
+                    raise ScoringError(f"{path}: one JSON document, not JSONL records or a JSON list of "
+                                       "them; check which file this option takes") from None
                 raise ScoringError(f"{path}:{number}: malformed JSON line: {error.msg}") from None
             where.append(f"{path}:{number}")
     for record, place in zip(records, where):
         if not isinstance(record, dict):
             raise ScoringError(f"{place}: expected a JSON object, got {type(record).__name__}")
     return records
+
+
+def _is_one_document(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def read_json_file(path: str | Path) -> Any:
+    """Reads one JSON document (e.g. ScienceQA's problems.json, VizWiz's val.json).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ScoringError: not UTF-8 or not valid JSON (with the line number).
+    """
+    from eval.api import ScoringError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ScoringError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ScoringError(f"{path}:{error.lineno}: malformed JSON: {error.msg}") from None
 
 
 def require(record: dict[str, Any], keys: tuple[str, ...], place: str) -> None:

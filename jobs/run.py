@@ -240,7 +240,7 @@ def flag_runs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[
         base["output_dir"] = args.output_dir
     axes: dict[str, list[Any]] = {}
     if args.methods:
-        axes["method"] = [{"name": name.strip(), **method_args} for name in args.methods.split(",")]
+        axes["method"] = _method_sections([name.strip() for name in args.methods.split(",")], method_args)
     else:
         base["method"] = {**base.get("method", {}), **method_args}
     benchmarks = _benchmarks(args.benchmarks, args.data_root) if args.benchmarks else (
@@ -251,6 +251,25 @@ def flag_runs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[
         benchmarks = [{**section, "limit": args.limit} for section in benchmarks]
     axes["benchmark"] = benchmarks
     return base, axes
+
+
+def _method_sections(names: list[str], method_args: dict[str, Any]) -> list[dict[str, Any]]:
+    """One method section per name, each with the `--method-args` keys that method takes.
+
+    Each method has its own parameters, so `--methods greedy,sgrs --method-args top_k=4` sets
+    SGRS's K and leaves greedy alone; a key no listed method takes is an error naming it.
+    """
+    from pipeline.config import METHOD_CONFIGS
+    from pipeline.methods import METHODS
+
+    for name in names:
+        METHODS.validate(name)
+    takes = {name: set(METHOD_CONFIGS[name].model_fields) if name in METHOD_CONFIGS else set() for name in names}
+    unused = [key for key in method_args if not any(key in keys for keys in takes.values())]
+    if unused:
+        raise ConfigError(f"--method-args: no method of {', '.join(names)} takes {', '.join(unused)} "
+                          "(halleval list methods shows each method's parameters)")
+    return [{"name": name, **{k: v for k, v in method_args.items() if k in takes[name]}} for name in names]
 
 
 def expand(base: dict[str, Any], axes: dict[str, list[Any]], overrides: list[str], source: str) -> list[RunConfig]:
@@ -354,7 +373,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="registered model (`halleval list models`), e.g. llava15")
     parser.add_argument("--model-args", metavar="K=V,...", help="model keys, e.g. checkpoint=PATH,dtype=bfloat16")
     parser.add_argument("--methods", metavar="NAME,...", help="decoding methods, e.g. greedy,sgrs (one run each)")
-    parser.add_argument("--method-args", metavar="K=V,...", help="method keys for every method, e.g. alpha=0.3")
+    parser.add_argument("--method-args", metavar="K=V,...", help="method keys, each given to the listed methods that take it, e.g. alpha=0.3")
     parser.add_argument("--benchmarks", metavar="NAME[=DIR],...",
                         help="benchmarks and their folders, e.g. pope=data/pope,chair=data/coco (one run each)")
     parser.add_argument("--data-root", metavar="DIR", help="folder holding <benchmark>/ for names given without =DIR")

@@ -1,4 +1,4 @@
-"""`halleval score {chair,pope,mme,videoqa,videogen,llava-bench,mm-vet,saliency-bins}`: score files in the reference
+"""`halleval score {chair,pope,mme,scienceqa,vizwiz,videoqa,videogen,llava-bench,mm-vet,saliency-bins}`: score files in the reference
 scorers' own formats (or a run's generations folder, for chair). Each prints a short table and
 writes the full JSON to --out (stdout when omitted)."""
 
@@ -38,15 +38,18 @@ def _chair(args: argparse.Namespace) -> int:
 
 
 def _pope(args: argparse.Namespace) -> int:
-    from eval.api import ScoringError
-    from eval.metrics.pope import read_answers, read_labels, score_answers
+    from eval.metrics.pope import score_files
 
-    labels, answers = read_labels(args.questions), read_answers(args.answers)
-    try:
-        result = score_answers(labels, answers)
-    except ScoringError as error:  # an answer the questions do not match: name the answers file
-        raise ScoringError(f"{args.answers}: {error}") from None
-    _table(result, ["accuracy", "precision", "recall", "f1", "yes_ratio", "tp", "fp", "tn", "fn", "n"])
+    result = score_files(args.questions, args.answers, args.annotation_dir)
+    keys = ["accuracy", "precision", "recall", "f1", "yes_ratio", "tp", "fp", "tn", "fn", "n"]
+    if "categories" in result:  # LLaVA's bundle: one block per category, as eval_pope.py prints
+        for category, scores in result["categories"].items():
+            print(f"category {category}", file=sys.stderr)
+            _table(scores, keys)
+        print("mean over categories", file=sys.stderr)
+        _table(result["mean"], keys[:5])
+    else:
+        _table(result, keys)
     write_result(result, args.out)
     return 0
 
@@ -58,6 +61,24 @@ def _mme(args: argparse.Namespace) -> int:
     _table(result, ["perception", "cognition", "total"])
     for task, scores in result["tasks"].items():
         print(f"  {task:<26}{scores['score']:.2f}", file=sys.stderr)
+    write_result(result, args.out)
+    return 0
+
+
+def _scienceqa(args: argparse.Namespace) -> int:
+    from eval.metrics.scienceqa import score_files
+
+    result = score_files(args.base_dir, args.result_file, args.split)
+    _table(result, ["accuracy", "correct", "count", "img_accuracy", "img_correct", "img_count"])
+    write_result(result, args.out)
+    return 0
+
+
+def _vizwiz(args: argparse.Namespace) -> int:
+    from eval.metrics.vizwiz import score_files
+
+    result = score_files(args.annotations, args.answers)
+    _table(result, ["accuracy", "n"])
     write_result(result, args.out)
     return 0
 
@@ -177,11 +198,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     chair.add_argument("--tagger", default="auto", choices=TAGGER_CHOICES, help="POS tagger (recorded in the output)")
 
     pope = command("pope", _pope, "POPE accuracy / precision / recall / F1 / yes-ratio")
-    pope.add_argument("--questions", required=True, help="POPE question JSONL {question_id, image, text, label}")
-    pope.add_argument("--answers", required=True, help="answers JSONL {question_id, text}")
+    pope.add_argument("--questions", required=True,
+                      help="POPE question file {question_id, image, text, label} (JSONL or JSON array), "
+                      "or with --annotation-dir LLaVA's llava_pope_test.jsonl")
+    pope.add_argument("--answers", required=True,
+                      help="answers: LLaVA's {question_id, text} JSONL, or POPE's {question, answer} lines "
+                      "(paired with the questions by order, as POPE's evaluate.py)")
+    pope.add_argument("--annotation-dir",
+                      help="LLaVA's pope/coco folder of coco_pope_<category>.json: score per category as "
+                      "LLaVA's eval_pope.py")
 
     mme = command("mme", _mme, "MME perception / cognition scores (eval_tool calculation.py)")
     mme.add_argument("--results", required=True, help="folder of <task>.txt: image, question, gt, response (tab-separated)")
+
+    sqa = command("scienceqa", _scienceqa, "ScienceQA accuracy and IMG-accuracy (LLaVA's eval_science_qa.py)")
+    sqa.add_argument("--base-dir", required=True, help="folder with problems.json and pid_splits.json")
+    sqa.add_argument("--result-file", required=True, help="answers JSONL {question_id, prompt, text}")
+    sqa.add_argument("--split", default="test", help="split of pid_splits.json (default test)")
+
+    vizwiz = command("vizwiz", _vizwiz, "VizWiz val VQA accuracy (EvalAI normalisation, LLaVA's m4c_evaluator)")
+    vizwiz.add_argument("--annotations", required=True, help="VizWiz Annotations/val.json")
+    vizwiz.add_argument("--answers", required=True,
+                        help="[{image, answer}] submission JSON, or LLaVA's answers JSONL {question_id, text}")
 
     judge_help = "openai:MODEL[@BASE_URL], hf:PATH, replay:FILE or exact"
     videoqa = command("videoqa", _videoqa, "video QA accuracy / score with an LLM judge (Video-ChatGPT's rules)")

@@ -84,6 +84,9 @@ class LoadedModel:
     tokenizer: Any
     adapter: ModelAdapter
     device: str = "cpu"
+    # The run's `model.conversation` (for adapters that offer several prompt templates); set per
+    # run by the inference stage, since one loaded model can serve runs with different ones.
+    conversation: str | None = None
 
     @property
     def eos_token_ids(self) -> set[int]:

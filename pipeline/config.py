@@ -147,6 +147,13 @@ class ModelConfig(_Strict):
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
         "float32", description="Weights dtype; use bfloat16 or float16 on GPUs."
     )
+    conversation: str | None = Field(
+        None,
+        description="Prompt template, for adapters that offer several (llava15: vicuna_v1, the "
+        "template of LLaVA-1.5's eval scripts and its published numbers; llava_v1; "
+        "hf_chat_template, the checkpoint's own). None takes the adapter's default, which is "
+        "then recorded (it enters the run id).",
+    )
     args: ModelArgs = Field(
         default_factory=ModelArgs,
         description="Arguments of the checkpoint's from_pretrained calls (revision, device_map, "
@@ -159,6 +166,27 @@ class ModelConfig(_Strict):
         from pipeline.models import MODELS
 
         return MODELS.validate(name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_conversation(cls, data: Any) -> Any:
+        """Fills in the adapter's default conversation and rejects one it does not offer."""
+        if not isinstance(data, dict):
+            return data
+        from pipeline.models import MODELS
+
+        name = data.get("name", "llava15")
+        if name not in MODELS:
+            return data  # the name validator reports it
+        adapter = MODELS.get(name)
+        offered = tuple(getattr(adapter, "conversations", ()))
+        chosen = data.get("conversation")
+        if chosen is None:
+            return {**data, "conversation": getattr(adapter, "default_conversation", None)}
+        if chosen not in offered:
+            choices = ", ".join(offered) if offered else "none (leave it unset)"
+            raise ValueError(f"model {name!r} has no conversation {chosen!r}; choose from: {choices}")
+        return data
 
     @model_validator(mode="after")
     def _args_fit_the_checkpoint(self) -> ModelConfig:
@@ -179,9 +207,12 @@ class ModelConfig(_Strict):
         return self
 
     def identity(self) -> dict[str, Any]:
-        """Name, checkpoint, dtype and the output-changing args; `args` is left out while none is
-        set, so run ids from before model.args existed stay the same."""
+        """Name, checkpoint, dtype, the conversation and the output-changing args; `args` is left
+        out while none is set, and `conversation` while the adapter offers none, so run ids from
+        before those fields existed stay the same (llava15's changed once with its template)."""
         data = {"name": self.name, "checkpoint": self.checkpoint, "dtype": self.dtype}
+        if self.conversation is not None:
+            data["conversation"] = self.conversation
         if self.args.identity():
             data["args"] = self.args.identity()
         return data

@@ -20,7 +20,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,9 @@ class InferenceStage:
     def _generate_batch(self, cell: Cell, ready: list[tuple[Sample, Visual]]) -> list[Generation]:
         adapter = self.loaded.adapter
         config = cell.config
-        inputs = adapter.build_inputs(self.loaded, [s.prompt for s, _ in ready], [v for _, v in ready])
+        # The run's prompt template; the weights are shared with the actor's other runs.
+        loaded = replace(self.loaded, conversation=config.model.conversation)
+        inputs = adapter.build_inputs(loaded, [s.prompt for s, _ in ready], [v for _, v in ready])
         generators = [
             torch.Generator(device=self.loaded.device).manual_seed(sample_seed(config.seed, s.sample_id))
             for s, _ in ready

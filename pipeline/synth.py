@@ -349,8 +349,9 @@ def _write_vqa(roots: SyntheticBenchmark, rng: random.Random) -> None:
     for index in range(4):
         pid = str(1000 + index)
         picture, scene, names, _ = _draw_scene(rng, (96, 72))
-        (roots.scienceqa_root / "test" / pid).mkdir(parents=True, exist_ok=True)
-        picture.save(roots.scienceqa_root / "test" / pid / "image.png")
+        image_dir = roots.scienceqa_root / "images" / "test" / pid  # ScienceQA's release layout
+        image_dir.mkdir(parents=True, exist_ok=True)
+        picture.save(image_dir / "image.png")
         choices = sorted({names[0], rng.choice(sorted(set(CATEGORY_IDS) - set(names)))})
         problems[pid] = {
             "question": "Which object is in the picture?", "choices": choices,

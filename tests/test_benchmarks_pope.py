@@ -54,7 +54,7 @@ def test_limit_is_seeded(synth):
 def test_unknown_subset_and_missing_file(synth, tmp_path):
     with pytest.raises(BenchmarkError, match="unknown POPE subset 'randum'"):
         read(synth.pope_root, subset="randum")
-    with pytest.raises(BenchmarkError, match="gqa_pope_random.json does not exist"):
+    with pytest.raises(BenchmarkError, match="subset 'gqa_random' not found .tried .*/gqa_pope_seem_random.json"):
         read(synth.pope_root, subset="gqa_random")
 
 

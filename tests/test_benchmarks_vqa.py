@@ -46,7 +46,7 @@ def test_vizwiz_prompt_reference_and_submission(synth, tmp_path):
         as_table(samples, errors={samples[1].sample_id}), tmp_path / "s.json"
     )
     assert json.loads(path.read_text()) == [
-        {"image": s.metadata["image"], "answer": "" if i == 1 else "B"}
+        {"image": s.metadata["image"], "answer": "" if i == 1 else "b"}  # EvalAI-normalised
         for i, s in enumerate(samples)
     ]
     with pytest.raises(BenchmarkError, match="test.json does not exist"):
@@ -67,7 +67,7 @@ def test_scienceqa_keeps_image_problems_with_lettered_options(synth, tmp_path):
         assert sample.prompt.startswith("Context: ") == bool(problem["hint"])
     path = scienceqa.write_answers(as_table(samples), tmp_path / "a.jsonl")
     first = json.loads(path.read_text().splitlines()[0])
-    assert first == {"question_id": "1000", "prompt": samples[0].prompt, "text": " B "}
+    assert first == {"question_id": "1000", "prompt": "<image>\n" + samples[0].prompt, "text": "B"}
 
 
 def test_llava_bench_bad_line_and_export(synth, tmp_path):

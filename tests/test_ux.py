@@ -105,10 +105,19 @@ def test_flags_expand_to_runs_and_write_the_equivalent_grid(synth, tmp_path):
     configs = expand(base, axes, ["generation.max_new_tokens=8"], source="flags")
     assert [(c.method.name, c.benchmark.name) for c in configs] == [
         ("greedy", "pope"), ("greedy", "chair"), ("sgrs", "pope"), ("sgrs", "chair")]
-    assert all(c.benchmark.limit == 5 and c.method.top_k == 4 and c.generation.max_new_tokens == 8 for c in configs)
+    assert all(c.benchmark.limit == 5 and c.generation.max_new_tokens == 8 for c in configs)
+    # top_k is SGRS's parameter: it reaches the SGRS runs only (greedy takes no top_k)
+    assert [getattr(c.method, "top_k", None) for c in configs] == [None, None, 4, 4]
     grid = load_grid(write_flag_grid("flags", configs, axes))
     assert [cell.config.run_id for cell in grid.cells()] == [c.run_id for c in configs]
-    assert grid.axes["method"] == [{"name": "greedy", "top_k": 4}, {"name": "sgrs", "top_k": 4}]
+    assert grid.axes["method"] == [{"name": "greedy"}, {"name": "sgrs", "top_k": 4}]
+
+
+def test_method_args_no_listed_method_takes_are_one_line_errors(capsys):
+    assert main(["run", "--model", "llava15", "--methods", "greedy,beam", "--method-args", "alpha=0.3",
+                 "--benchmarks", "pope=x"]) == 2
+    err = capsys.readouterr().err
+    assert "--method-args" in err and "alpha" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_model_args_name_the_flag(capsys):

@@ -55,6 +55,12 @@ class Line:
     number: int  # 1-based, as editors show it
     value: dict[str, Any] | None
     error: str | None
+    kind: str = "line"  # "entry" for an element of a JSON array
+
+    @property
+    def where(self) -> str:
+        """"line 3" or "entry 3", for error messages."""
+        return f"{self.kind} {self.number}"
 
 
 def read_jsonl(path: Path, what: str, hint: str) -> Iterator[Line]:
@@ -82,6 +88,27 @@ def read_jsonl(path: Path, what: str, hint: str) -> Iterator[Line]:
                 yield Line(number, None, f"line {number}: expected a JSON object")
                 continue
             yield Line(number, value, None)
+
+
+def read_entries(path: Path, what: str, hint: str) -> Iterator[Line]:
+    """Yields the objects of a file that is either JSONL or one JSON array, in file order.
+
+    POPE releases both: its COCO files are JSONL, its SEEM-built GQA / A-OKVQA files are an
+    indented JSON array. The first non-blank byte decides, whatever the file is called. An
+    array element that is not an object is yielded with `error` set, as a bad JSONL line is.
+    """
+    require(path, what, hint)
+    with path.open("rb") as handle:
+        head = handle.read(4096).lstrip()
+    if not head.startswith(b"["):
+        yield from read_jsonl(path, what, hint)
+        return
+    items = read_json(path, what, hint)
+    for number, item in enumerate(items, start=1):
+        if isinstance(item, dict):
+            yield Line(number, item, None, "entry")
+        else:
+            yield Line(number, None, f"entry {number}: expected a JSON object", "entry")
 
 
 def missing_keys(value: dict[str, Any], keys: Sequence[str]) -> list[str]:

@@ -72,17 +72,26 @@ class LlavaBench:
                 prompt=qa_prompt(row["text"], "", config.prompt),
                 image_path=str(images / row["image"]),
                 reference=references.get(row["question_id"]),
-                metadata={"question_id": row["question_id"], "category": row.get("category")},
+                metadata={"question_id": row["question_id"], "category": row.get("category"),
+                          "line": line.number},
             )
 
 
 def write_answers(table: Any, path: str | Path, model_id: str = "halleval") -> Path:
-    """Writes the answer JSONL of LLaVA's `model_vqa.py`; an error row answers ""."""
-    rows = [
-        {"question_id": meta["question_id"], "prompt": row["prompt"], "text": answer_text(row),
-         "answer_id": row["sample_id"], "model_id": model_id, "metadata": {}}
+    """Writes the answer JSONL of LLaVA's `model_vqa.py`, in questions.jsonl's line order.
+
+    `eval_gpt_review_bench.py` pairs questions, references and answers by line, so the rows
+    are sorted by their question's line (Parquet parts come in any order). An error row
+    answers "".
+    """
+    entries = [
+        (meta.get("line", 0), meta["question_id"],
+         {"question_id": meta["question_id"], "prompt": row["prompt"], "text": answer_text(row),
+          "answer_id": row["sample_id"], "model_id": model_id, "metadata": {}})
         for row, meta in generation_rows(table)
         if "question_id" in meta
     ]  # fmt: skip
+    # Runs written before `line` was recorded sort by question_id (the released file's order).
+    rows = [entry for _, _, entry in sorted(entries, key=lambda e: (e[0], str(e[1]).zfill(12)))]
     write_jsonl(Path(path), rows)
     return Path(path)

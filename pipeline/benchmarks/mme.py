@@ -2,13 +2,16 @@
 
 - Paper: Fu et al., "MME: A Comprehensive Evaluation Benchmark for Multimodal Large Language
   Models" (2023); data as released (`MME_Benchmark_release_version/`).
-- Layout: `<root>/<task>/` per task. artwork, celebrity, landmark, posters and scene keep
+- Layout: `<root>/<task>/` per task, `root` being `MME_Benchmark_release_version/` or the
+  folder holding it beside `eval_tool/` (LLaVA-1.5's `playground/data/eval/MME/`). artwork, celebrity, landmark, posters and scene keep
   `images/<name>.jpg` and `questions_answers_YN/<name>.txt`; the other tasks keep `<name>.jpg`
   (or .png) and `<name>.txt` side by side. Each txt has two lines `question<TAB>Yes|No`.
 - Subset: a task name, `perception`, `cognition`, or a comma-separated list; default all 14.
   `limit` counts images, so both questions of an image stay together (acc+ needs the pair).
-- Prompt: the question + "\\nAnswer the question using a single word or phrase." (LLaVA-1.5).
-- Version 1.
+- Prompt: the question without its " Please answer yes or no." + "\\nAnswer the question using
+  a single word or phrase.", as LLaVA-1.5 (`llava_mme.jsonl`) and lmms-eval build it; a
+  `benchmark.prompt` override applies to the question as released (suffix kept).
+- Version 2 (version 1 kept " Please answer yes or no." before the instruction).
 
 `write_eval_tool_results` writes a run's answers in the layout of MME's `eval_tool`
 (`<task>.txt`, lines `image<TAB>question<TAB>gt<TAB>response`), so MME's own
@@ -41,6 +44,8 @@ PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity",
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 SPLIT_FOLDER_TASKS = ("artwork", "celebrity", "landmark", "posters", "scene")
 INSTRUCTION = "Answer the question using a single word or phrase."
+YES_NO_SUFFIX = "Please answer yes or no."  # replaced by INSTRUCTION in the default prompt
+RELEASE_FOLDER = "MME_Benchmark_release_version"
 IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")
 HINT = "download MME_Benchmark_release_version from the MME authors and unzip it as the root"
 
@@ -51,6 +56,19 @@ def task_folders(root: Path, task: str) -> tuple[Path, Path]:
     if (folder / "images").is_dir():
         return folder / "images", folder / "questions_answers_YN"
     return folder, folder
+
+
+def release_root(root: Path) -> Path:
+    """The release folder: `root` itself, or `root/MME_Benchmark_release_version` (LLaVA's MME/)."""
+    nested = root / RELEASE_FOLDER
+    return nested if nested.is_dir() else root
+
+
+def mme_prompt(question: str, override: str | None) -> str:
+    """LLaVA-1.5's MME prompt: the yes/no suffix removed, the short-answer instruction added."""
+    if override is not None:
+        return qa_prompt(question, INSTRUCTION, override)
+    return qa_prompt(question.replace(YES_NO_SUFFIX, "").strip(), INSTRUCTION, None)
 
 
 def select_tasks(subset: str | None) -> tuple[str, ...]:
@@ -81,13 +99,13 @@ class Mme:
     """MME's yes/no questions; scored per task as acc and acc+ (0-200 per task)."""
 
     name = "mme"
-    version = "1"
+    version = "2"
     modality = "image"
     metrics = ("mme",)
 
     def samples(self, config: BenchmarkConfig, seed: int) -> Iterator[Sample]:
         """Yields both questions of every image, task by task, images sorted by file name."""
-        root = require(Path(config.root), "MME root", HINT)
+        root = release_root(require(Path(config.root), "MME root", HINT))
         groups = []
         for task in select_tasks(config.subset):
             images, questions = task_folders(root, task)
@@ -120,7 +138,7 @@ def _read_pair(group: _ImageQuestions, override: str | None) -> Iterator[Sample]
         yield Sample(
             sample_id=sample_id,
             benchmark="mme",
-            prompt=qa_prompt(question, INSTRUCTION, override),
+            prompt=mme_prompt(question, override),
             image_path=str(image),
             reference=answer.strip(),
             metadata={

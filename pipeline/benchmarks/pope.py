@@ -1,12 +1,19 @@
 """POPE: polling-based object probing ("Is there a <object> in the image?", yes or no).
 
 - Paper: Li et al., "Evaluating Object Hallucination in Large Vision-Language Models"
-  (EMNLP 2023); question files as released in github.com/AoiDragon/POPE (`output/coco/`).
+  (EMNLP 2023); question files as released in github.com/AoiDragon/POPE (`output/`).
 - Splits (`benchmark.subset`): random, popular, adversarial (default random); the A-OKVQA and
-  GQA variants as `aokvqa_random`, `gqa_popular`, ... read `<dataset>_pope_<split>.json`.
-- Layout: `<root>/coco_pope_<split>.json` (JSONL lines `{"question_id", "image", "text",
-  "label"}`) and the images in the first of `<root>/images/`, `<root>/val2014/`,
+  GQA variants as `aokvqa_random`, `gqa_popular`, ... (layouts below).
+- Layouts (the first question file that exists is read):
+  COCO: `<root>/coco_pope_<split>.json` or `<root>/coco/coco_pope_<split>.json` (LLaVA-1.5's
+  eval bundle, `playground/data/eval/pope/`), JSONL lines `{"question_id", "image", "text",
+  "label"}`; images in the first of `<root>/images/`, `<root>/val2014/`,
   `<root>/../coco/val2014/` that exists (the last is what `halleval data synth` writes).
+  GQA / A-OKVQA: POPE's SEEM-built files as released under `output/seem/`:
+  `<root>/<dataset>_pope_seem_<split>.json`, `<root>/<dataset>/...` or
+  `<root>/seem/<dataset>/...`, a JSON array of the same objects (`<dataset>_pope_<split>.json`
+  from one's own build also works); images in `<root>/images/` or `<root>/<dataset>/images/`
+  (A-OKVQA's file names are COCO val2014 names, so the COCO folders are tried too).
 - Prompt: the question + "\\nAnswer the question using a single word or phrase." (LLaVA-1.5's
   POPE evaluation, `llava_pope_test.jsonl`).
 - Version 1.
@@ -30,7 +37,7 @@ from pipeline.benchmarks._common import (
     error_sample,
     missing_keys,
     qa_prompt,
-    read_jsonl,
+    read_entries,
     require,
     seeded_subset,
 )
@@ -39,32 +46,61 @@ from pipeline.config import BenchmarkConfig
 SPLITS = ("random", "popular", "adversarial")
 INSTRUCTION = "Answer the question using a single word or phrase."
 TEMPLATE = "Is there {article} {object} in the image?"
-IMAGE_DIRS = ("images", "val2014", "../coco/val2014")
+COCO_IMAGE_DIRS = ("images", "val2014", "../coco/val2014")
 HINT = (
-    "download the question files from github.com/AoiDragon/POPE (output/coco/), build them with "
-    "`halleval data pope --coco COCO_ROOT --out DIR`, or run `halleval data synth --out DIR`"
+    "download the question files from github.com/AoiDragon/POPE (output/coco/, output/seem/), "
+    "build them with `halleval data pope --coco COCO_ROOT --out DIR`, or run "
+    "`halleval data synth --out DIR`"
 )
 
 
-def question_file(root: Path, subset: str) -> Path:
-    """`<root>/<dataset>_pope_<split>.json` for subset `<split>` or `<dataset>_<split>`."""
+def split_subset(subset: str) -> tuple[str, str]:
+    """(dataset, split) of a subset: `random` is COCO's, `gqa_random` GQA's."""
     dataset, _, split = subset.rpartition("_")
     if split not in SPLITS:
         raise BenchmarkError(
             f"unknown POPE subset {subset!r}; use one of {', '.join(SPLITS)} "
-            "(or <dataset>_<split>, e.g. gqa_random)"
+            "(or <dataset>_<split>, e.g. gqa_random, aokvqa_popular)"
         )
-    return root / f"{dataset or 'coco'}_pope_{split}.json"
+    return dataset or "coco", split
 
 
-def find_image_dir(root: Path) -> Path:
-    for name in IMAGE_DIRS:
+def question_file_candidates(root: Path, subset: str) -> list[Path]:
+    """Where each released layout keeps the subset's question file, in the order tried."""
+    dataset, split = split_subset(subset)
+    if dataset == "coco":
+        return [root / f"coco_pope_{split}.json", root / "coco" / f"coco_pope_{split}.json"]
+    seem = f"{dataset}_pope_seem_{split}.json"
+    return [root / seem, root / dataset / seem, root / "seem" / dataset / seem,
+            root / f"{dataset}_pope_{split}.json"]  # fmt: skip
+
+
+def question_file(root: Path, subset: str) -> Path:
+    """The first of `question_file_candidates` that exists.
+
+    Raises:
+        BenchmarkError: none exists (the message lists every path tried).
+    """
+    candidates = question_file_candidates(root, subset)
+    for path in candidates:
+        if path.is_file():
+            return path
+    tried = ", ".join(str(path) for path in candidates)
+    raise BenchmarkError(f"POPE question file for subset {subset!r} not found (tried {tried}); {HINT}")
+
+
+def find_image_dir(root: Path, dataset: str = "coco") -> Path:
+    """The dataset's image folder: `images/` first, then the layouts POPE's users have."""
+    names = COCO_IMAGE_DIRS if dataset == "coco" else ("images", f"{dataset}/images")
+    if dataset == "aokvqa":  # its image names are COCO val2014 file names
+        names = (*names, *COCO_IMAGE_DIRS[1:])
+    for name in names:
         if (root / name).is_dir():
             return (root / name).resolve()
-    tried = ", ".join(str(root / name) for name in IMAGE_DIRS)
+    tried = ", ".join(str(root / name) for name in names)
     raise BenchmarkError(
-        f"no POPE image folder found (tried {tried}); put the COCO val2014 "
-        f"images (or GQA images) in {root / 'images'}"
+        f"no POPE image folder found (tried {tried}); put the {dataset.upper()} images "
+        f"in {root / 'images'}"
     )
 
 
@@ -82,9 +118,10 @@ class Pope:
         order; a line that cannot be used becomes a Sample with `error` set."""
         root = Path(config.root)
         subset = config.subset or "random"
-        path = require(question_file(root, subset), "POPE question file", HINT)
-        images = find_image_dir(root)
-        lines: Iterable[Line] = read_jsonl(path, "POPE question file", HINT)
+        require(root, "POPE root", HINT)
+        path = question_file(root, subset)
+        images = find_image_dir(root, split_subset(subset)[0])
+        lines: Iterable[Line] = read_entries(path, "POPE question file", HINT)
         if config.limit is not None:  # a seeded subset needs every line; the full file streams
             lines = seeded_subset(list(lines), config.limit, seed)
         seen: dict[str, int] = {}
@@ -101,16 +138,17 @@ def to_sample(
     error = line.error
     question_id = row.get("question_id")
     if error is None and (absent := missing_keys(row, ("question_id", "image", "text", "label"))):
-        error = f"line {line.number}: missing {', '.join(absent)}"
+        error = f"{line.where}: missing {', '.join(absent)}"
     elif error is None and not isinstance(question_id, (int, str)):
-        error = f"line {line.number}: question_id {question_id!r} is not a number or string"
+        error = f"{line.where}: question_id {question_id!r} is not a number or string"
     elif error is None and row["label"] not in ("yes", "no"):
-        error = f"line {line.number}: label {row['label']!r} is not 'yes' or 'no'"
+        error = f"{line.where}: label {row['label']!r} is not 'yes' or 'no'"
     elif error is None and str(question_id) in seen:
         # 1 and "1" name the same sample (pope-<split>-1): keyed by the text, the second is an error row
-        error = f"line {line.number}: question_id {question_id!r} repeats line {seen[str(question_id)]}"
+        error = f"{line.where}: question_id {question_id!r} repeats {line.kind} {seen[str(question_id)]}"
     if error is not None:
-        return error_sample("pope", f"pope-{subset}-line{line.number}", source, line.number, error)
+        sample_id = f"pope-{subset}-{line.kind}{line.number}"
+        return error_sample("pope", sample_id, source, line.number, error)
     seen[str(question_id)] = line.number
     return Sample(
         sample_id=f"pope-{subset}-{question_id}",

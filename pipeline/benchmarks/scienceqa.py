@@ -3,11 +3,15 @@
 - Paper: Lu et al., "Learn to Explain" (NeurIPS 2022); files as released (ScienceQA/data/scienceqa).
 - Subset: test (default), val, train, minival; only problems with an image (the -IMG set).
 - Layout: `<root>/problems.json` (pid -> {question, choices, answer, hint, image, ...}),
-  `<root>/pid_splits.json` ({split: [pid, ...]}), images at `<root>/<split>/<pid>/image.png`.
+  `<root>/pid_splits.json` ({split: [pid, ...]}), images at `<root>/images/<split>/<pid>/image.png`
+  as ScienceQA's `data/scienceqa` and LLaVA-1.5's `playground/data/eval/scienceqa` lay them out
+  (`<root>/<split>/<pid>/` also works).
 - Prompt (LLaVA-1.5): "Context: <hint>\\n" when there is a hint, the question, one line per
   option ("A. ..."), then "Answer with the option's letter from the given choices directly."
-- Reference: the answer's letter. Export: `write_answers(table, path)`, LLaVA's answer JSONL
-  (`{"question_id", "prompt", "text"}`) that `eval_science_qa.py` scores.
+- Reference: the answer's letter. Scored by metric `scienceqa` (= LLaVA's `eval_science_qa.py`).
+  Export: `write_answers(table, path)`, LLaVA's answer JSONL (`{"question_id", "prompt",
+  "text"}`, the prompt starting with "<image>\\n" as `model_vqa_science.py` writes it, which is
+  what the reference's IMG-Accuracy counts) that `eval_science_qa.py` scores.
 - Version 1.
 """
 
@@ -33,7 +37,18 @@ from pipeline.benchmarks._common import (
 from pipeline.config import BenchmarkConfig
 
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
-HINT = "download ScienceQA's data/scienceqa (problems.json, pid_splits.json, <split>/ images)"
+HINT = "download ScienceQA's data/scienceqa (problems.json, pid_splits.json, images/<split>/)"
+IMAGE_TOKEN = "<image>"
+
+
+def image_folder(root: Path, split: str) -> Path:
+    """`<root>/images/<split>` (the release) or `<root>/<split>`, whichever exists."""
+    for folder in (root / "images" / split, root / split):
+        if folder.is_dir():
+            return folder
+    raise BenchmarkError(
+        f"ScienceQA image folder {root / 'images' / split} does not exist; {HINT}"
+    )
 
 
 def question_text(problem: dict[str, Any]) -> str:
@@ -52,7 +67,7 @@ class ScienceQA:
     name = "scienceqa"
     version = "1"
     modality = "image"
-    metrics = ()
+    metrics = ("scienceqa",)
 
     def samples(self, config: BenchmarkConfig, seed: int) -> Iterator[Sample]:
         """Yields the split's problems that have an image, in pid_splits order."""
@@ -65,6 +80,7 @@ class ScienceQA:
                 f"ScienceQA split {split!r} is not in pid_splits.json; use {', '.join(splits)}"
             )
         pids = [pid for pid in splits[split] if (problems.get(pid) or {}).get("image")]
+        images = image_folder(root, split)
         for pid in seeded_subset(pids, config.limit, seed):
             problem = problems[pid]
             absent = missing_keys(problem, ("question", "choices", "answer"))
@@ -80,7 +96,7 @@ class ScienceQA:
                 sample_id=f"scienceqa-{pid}",
                 benchmark=self.name,
                 prompt=qa_prompt(question_text(problem), INSTRUCTION, config.prompt),
-                image_path=str(root / split / pid / problem["image"]),
+                image_path=str(images / pid / problem["image"]),
                 reference=string.ascii_uppercase[problem["answer"]],
                 metadata={
                     "pid": pid,
@@ -91,10 +107,15 @@ class ScienceQA:
 
 
 def write_answers(table: Any, path: str | Path) -> Path:
-    """Writes LLaVA's answer JSONL (`{"question_id", "prompt", "text"}`); error rows answer ""."""
+    """Writes LLaVA's answer JSONL (`{"question_id", "prompt", "text"}`) for `eval_science_qa.py`.
+
+    As `model_vqa_science.py` writes it: the prompt prefixed with "<image>\\n" (the reference
+    counts IMG-Accuracy over prompts containing "<image>" and divides by zero without them) and
+    the answer stripped. An error row answers "", which the reference counts as wrong.
+    """
     rows = [
-        {"question_id": meta["pid"], "prompt": row["prompt"],
-         "text": answer_text(row)}
+        {"question_id": meta["pid"], "prompt": f"{IMAGE_TOKEN}\n{row['prompt']}",
+         "text": answer_text(row).strip()}
         for row, meta in generation_rows(table)
         if "pid" in meta
     ]  # fmt: skip

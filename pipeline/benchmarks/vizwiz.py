@@ -6,7 +6,11 @@
   "answer_type", "answerable"}`) and the images in `<root>/<split>/`.
 - Prompt: the question + "\\nWhen the provided information is insufficient, respond with
   'Unanswerable'.\\nAnswer the question using a single word or phrase." (LLaVA-1.5).
-- Export: `write_submission(table, path)`, the `[{"image", "answer"}]` JSON that EvalAI takes.
+- Scored by metric `vizwiz` (val: VQA accuracy over the 10 human answers, EvalAI-normalised,
+  as LLaVA's `m4c_evaluator.py`). Export: `write_submission(table, path)`, the
+  `[{"image", "answer"}]` JSON that EvalAI takes, answers normalised by EvalAI's answer
+  processor as LLaVA's `scripts/convert_vizwiz_for_submission.py` does.
+- Metadata keeps all 10 human answers as released (`answers`), empty ones included.
 - Version 1.
 """
 
@@ -46,7 +50,7 @@ class VizWiz:
     name = "vizwiz"
     version = "1"
     modality = "image"
-    metrics = ()
+    metrics = ("vizwiz",)
 
     def samples(self, config: BenchmarkConfig, seed: int) -> Iterator[Sample]:
         """Yields every question of the split (or a seeded `limit`), in file order."""
@@ -69,24 +73,28 @@ class VizWiz:
                 yield error_sample(self.name, f"vizwiz-entry{number}", source, number, error)
                 continue
             seen.add(item["image"])
-            answers = [a["answer"] for a in item.get("answers") or [] if a.get("answer")]
+            answers = [a.get("answer") or "" for a in item.get("answers") or [] if isinstance(a, dict)]
             yield Sample(
                 sample_id=f"vizwiz-{Path(item['image']).stem}",
                 benchmark=self.name,
                 prompt=qa_prompt(item["question"], INSTRUCTION, config.prompt),
                 image_path=str(images / item["image"]),
-                reference=Counter(answers).most_common(1)[0][0] if answers else None,
+                reference=Counter(a for a in answers if a).most_common(1)[0][0] if any(answers) else None,
                 metadata={"image": item["image"], "question": item["question"], "answers": answers},
             )
 
 
 def write_submission(table: Any, path: str | Path) -> Path:
-    """Writes `[{"image", "answer"}]` for the VizWiz EvalAI server; an error row answers ""."""
-    rows = [
-        {"image": meta["image"], "answer": answer_text(row).strip()}
-        for row, meta in generation_rows(table)
-        if "image" in meta
-    ]
+    """Writes `[{"image", "answer"}]` for the VizWiz EvalAI server, as LLaVA's
+    `convert_vizwiz_for_submission.py`: each answer through EvalAI's answer processor, in
+    image order (the question file's order); an error row answers ""."""
+    from eval.metrics.vizwiz import normalize_answer  # the scorer owns the normalisation
+
+    rows = sorted(
+        ({"image": meta["image"], "answer": normalize_answer(answer_text(row))}
+         for row, meta in generation_rows(table) if "image" in meta),
+        key=lambda entry: entry["image"],
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows), encoding="utf-8")

@@ -1,8 +1,14 @@
 """LLaVA-1.5 (transformers `LlavaForConditionalGeneration`), e.g. llava-hf/llava-1.5-7b-hf.
 
-Prompt: the llava_v1 conversation the paper and OPERA use (system prompt, then
-"USER: <image>\\n{prompt} ASSISTANT:"). Defaults from the paper: saliency layers 6-8,
-LocoRE layers 9-14 with beta 0.15.
+Prompt (`model.conversation`, recorded in the run id):
+- `vicuna_v1` (default): LLaVA's `conv_vicuna_v1`, which every LLaVA-1.5 eval script passes
+  (`--conv-mode vicuna_v1`), so it reproduces the published numbers: "A chat between a curious
+  user ... the user's questions. USER: <image>\\n{prompt} ASSISTANT:".
+- `llava_v1`: LLaVA's `conv_llava_v1`, the same with "human" for "user" (halleval's template
+  before this option existed).
+- `hf_chat_template`: the checkpoint's own chat template (llava-hf's renders
+  "USER: <image>\\n{prompt} ASSISTANT:", no system prompt).
+Defaults from the paper: saliency layers 6-8, LocoRE layers 9-14 with beta 0.15.
 """
 
 from __future__ import annotations
@@ -22,15 +28,34 @@ from transformers import (
 from pipeline.api import LoadedModel, Visual
 from pipeline.config import ModelArgs
 from pipeline.models import MODELS
-from pipeline.models._common import load_model, to_model
+from pipeline.models._common import chat_template_image_inputs, load_model, to_model
 from pipeline.models.tiny import TokenizerFactory, seeded_init, tiny_tokenizer
 
-SYSTEM_PROMPT = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
-)
 IMAGE_TOKEN = "<image>"
-PROMPT_TEMPLATE = f"{SYSTEM_PROMPT} USER: {IMAGE_TOKEN}\n{{prompt}} ASSISTANT:"
+
+
+def _llava_conversation(asker: str) -> str:
+    """LLaVA's SeparatorStyle.TWO prompt for one image turn: system, sep " ", roles USER/ASSISTANT."""
+    system = (
+        f"A chat between a curious {asker} and an artificial intelligence assistant. "
+        f"The assistant gives helpful, detailed, and polite answers to the {asker}'s questions."
+    )
+    return f"{system} USER: {IMAGE_TOKEN}\n{{prompt}} ASSISTANT:"
+
+
+# llava/conversation.py: conv_vicuna_v1 ("user") and conv_llava_v1 ("human").
+CONVERSATIONS = {"vicuna_v1": _llava_conversation("user"), "llava_v1": _llava_conversation("human")}
+HF_CHAT_TEMPLATE = "hf_chat_template"
+# llava-hf/llava-1.5-*-hf's chat_template, given to the tiny model so every option runs offline.
+LLAVA_HF_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+    "{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != "
+    "'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr("
+    "'type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
 
 
 def tiny_llava(make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
@@ -58,6 +83,7 @@ def tiny_llava(make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[Llava
     processor = LlavaProcessor(
         image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
         num_additional_image_tokens=1, vision_feature_select_strategy="default",
+        chat_template=LLAVA_HF_CHAT_TEMPLATE,
     )
     return model, processor
 
@@ -70,6 +96,8 @@ class Llava15Adapter:
     default_locore_layers = (9, 14)
     build_tiny = staticmethod(tiny_llava)  # (make_tokenizer) -> (model, processor)
     default_locore_beta = 0.15
+    conversations = (*CONVERSATIONS, HF_CHAT_TEMPLATE)
+    default_conversation = "vicuna_v1"
 
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
         return load_model(self, checkpoint, dtype, device, LlavaForConditionalGeneration, self.build_tiny, args)
@@ -77,9 +105,13 @@ class Llava15Adapter:
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
     ) -> dict[str, torch.Tensor]:
+        conversation = loaded.conversation or self.default_conversation
+        if conversation == HF_CHAT_TEMPLATE:
+            return chat_template_image_inputs(loaded, prompts, visuals)
+        template = CONVERSATIONS[conversation]
         batch = loaded.processor(
             images=[visual.images[0] for visual in visuals],
-            text=[PROMPT_TEMPLATE.format(prompt=p) for p in prompts],
+            text=[template.format(prompt=p) for p in prompts],
             padding=True, return_tensors="pt",
         )
         return to_model(batch, loaded)
