@@ -24,7 +24,7 @@ from eval.html.page import (
     new_figure,
     render_page,
 )
-from eval.metrics.saliency_bins import object_tokens, score_saliency_bins
+from eval.metrics.saliency_bins import bin_label, object_tokens, score_saliency_bins
 from eval.scoring import load_scores
 from pipeline.schema import read_generations
 
@@ -98,7 +98,7 @@ def saliency_bins_uri(bins: list[dict[str, Any]], title: str) -> str:
     """Bar chart of hallucination rate per saliency bin, as a data URI."""
     figure, axes = new_figure()
     axis = axes[0][0]
-    axis.bar([f"{b['lo']:g}–{b['hi']:g}" for b in bins], [b["rate"] or 0.0 for b in bins], color="#c0504d")
+    axis.bar([bin_label(b) for b in bins], [b["rate"] or 0.0 for b in bins], color="#c0504d")
     axis.set_title(title)
     axis.set_xlabel("saliency of the object token")
     axis.set_ylabel("hallucination rate")
@@ -116,7 +116,7 @@ def _saliency_section(run_dir: Path, scores: dict[str, Any]) -> str:
         return ('<p class="muted">No saliency recorded: run SGRS, or set method.record_saliency: true.</p>')
     result = score_saliency_bins(run_dir, root, tagger=scores["metrics"]["chair"].get("tagger", "auto"), plot=False)
     summary = (
-        f"<p>{result['n_object_tokens']} object tokens; mean saliency correct "
+        f"<p>{result['n_object_tokens']} object tokens, {result['binning']['mode']} bins; mean saliency correct "
         f"{fmt(result['mean_saliency_correct'])}, hallucinated {fmt(result['mean_saliency_hallucinated'])}.</p>"
     )
     return summary + img(saliency_bins_uri(result["bins"], scores["run_id"]), "saliency vs hallucination")

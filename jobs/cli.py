@@ -13,7 +13,7 @@ from pipeline.config import ConfigError
 from pipeline.registry import UnknownNameError
 
 # Modules that contribute commands, in the order `halleval --help` lists them.
-COMMAND_MODULES = ("jobs.run", "jobs.demo", "jobs.score", "jobs.report", "jobs.data", "jobs.verify", "jobs.grid", "jobs.nightly")
+COMMAND_MODULES = ("jobs.run", "jobs.demo", "jobs.score", "jobs.report", "jobs.data", "jobs.verify", "jobs.grid", "jobs.nightly", "jobs.organism")
 
 # Errors that carry a complete one-line message for the user: printed without a traceback.
 USER_ERRORS = (ConfigError, BenchmarkError, ScoringError, UnknownNameError, FileNotFoundError)
