@@ -38,7 +38,7 @@ class TrainSettings:
     """Everything that determines the trained weights (recorded in the card)."""
 
     seed: int = 0
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 16
     learning_rate: float = 3e-3
     betas: tuple[float, float] = (0.9, 0.98)
@@ -47,7 +47,7 @@ class TrainSettings:
     grad_clip: float = 1.0
     cue_rate: float = 0.3
     partner_rate: float = 0.9
-    question_rate: float = 0.25
+    question_rate: float = 0.5
 
 
 @dataclass
