@@ -200,42 +200,60 @@ def _fmt_interval(estimate: dict[str, Any]) -> str:
     return f"{estimate['value']:+.4f} [{estimate['ci_low']:+.4f}, {estimate['ci_high']:+.4f}]"
 
 
-def render_claims(result: dict[str, Any]) -> list[str]:
-    """The claims report as Markdown lines: one row per finding with its verdict in words."""
-    rate = result["rate_by_bin"]
-    below = rate["below_paper_threshold"]
-    lines = [
-        f"Key span `{result['key_span']}`; {result['n_captions']} captions, {result['n_object_tokens']} object tokens "
-        f"({result['n_hallucinated']} hallucinated, {result['n_correct']} correct); 95% bootstrap CIs over captions "
-        f"({result['bootstrap']['samples']} resamples).",
-        "",
-        "| finding | statistic | estimate [95% CI] | verdict |",
-        "|---|---|---|---|",
-        f"| Finding 2: hallucinated tokens have lower saliency | mean S hallucinated − correct "
-        f"({_num(result['mean_saliency_hallucinated'])} vs {_num(result['mean_saliency_correct'])}) | "
-        f"{_fmt_interval(result['saliency_gap'])} | {result['saliency_gap']['verdict']} |",
-        f"| the same, matched for token position | per-position gap, weighted by hallucinated tokens | "
-        f"{_fmt_interval(result['position_matched_gap'])} | {result['position_matched_gap']['verdict']} |",
-        f"| hallucination falls as saliency rises | rate in the lowest minus the highest quantile bin | "
-        f"{_fmt_interval(rate['low_minus_high'])} | {rate['low_minus_high']['verdict']} |",
-        f"| Finding 1: saliency collapses before a hallucination | mean S of the {result['preceding_window']} "
-        f"tokens before, hallucinated − correct | {_fmt_interval(result['preceding_gap'])} | "
-        f"{result['preceding_gap']['verdict']} |",
-        f"| Finding 1, matched for token position | per-position gap | "
-        f"{_fmt_interval(result['preceding_position_matched_gap'])} | "
-        f"{result['preceding_position_matched_gap']['verdict']} |",
-        "",
-        f"Paper: hallucination rate > 70% when S < {below['threshold']}. Here: "
-        + (f"{below['rate']:.1%} of {below['tokens']} tokens." if below["rate"] is not None else "no token has S < 0.1."),
-        "",
-        "| saliency bin (quantile) | tokens | hallucinated | rate [95% CI] |",
-        "|---|---|---|---|",
-    ]
-    for b in rate["bins"]:
-        shown = "n/a" if b["value"] is None else f"{b['value']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}]"
-        lines.append(f"| [{b['lo']:.4g}, {b['hi']:.4g}) | {b['tokens']} | {b['hallucinated']} | {shown} |")
-    return lines
-
-
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+CLAIM_COLUMNS = ("finding", "statistic", "estimate [95% CI]", "verdict")
+BIN_COLUMNS = ("saliency bin (quantile)", "tokens", "hallucinated", "rate [95% CI]")
+
+
+def claim_rows(result: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per finding: what it claims, the statistic, its estimate with CI, the verdict."""
+    rate = result["rate_by_bin"]
+    findings = (
+        ("Finding 2: hallucinated tokens have lower saliency",
+         f"mean S hallucinated − correct ({_num(result['mean_saliency_hallucinated'])} vs "
+         f"{_num(result['mean_saliency_correct'])})", result["saliency_gap"]),
+        ("the same, matched for token position", "per-position gap, weighted by hallucinated tokens",
+         result["position_matched_gap"]),
+        ("hallucination falls as saliency rises", "rate in the lowest minus the highest quantile bin",
+         rate["low_minus_high"]),
+        ("Finding 1: saliency collapses before a hallucination",
+         f"mean S of the {result['preceding_window']} tokens before, hallucinated − correct", result["preceding_gap"]),
+        ("Finding 1, matched for token position", "per-position gap", result["preceding_position_matched_gap"]),
+    )
+    return [{"finding": finding, "statistic": statistic, "estimate [95% CI]": _fmt_interval(estimate),
+             "verdict": estimate["verdict"]} for finding, statistic, estimate in findings]
+
+
+def bin_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hallucination rate per quantile bin of object-token saliency, with CIs."""
+    return [{
+        "saliency bin (quantile)": f"[{b['lo']:.4g}, {b['hi']:.4g})", "tokens": b["tokens"],
+        "hallucinated": b["hallucinated"],
+        "rate [95% CI]": "n/a" if b["value"] is None else f"{b['value']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}]",
+    } for b in result["rate_by_bin"]["bins"]]
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """Key span, counts and the bootstrap used, in one sentence."""
+    return (f"Key span `{result['key_span']}`; {result['n_captions']} captions, {result['n_object_tokens']} object "
+            f"tokens ({result['n_hallucinated']} hallucinated, {result['n_correct']} correct); 95% bootstrap CIs "
+            f"over captions ({result['bootstrap']['samples']} resamples).")
+
+
+def threshold_line(result: dict[str, Any]) -> str:
+    """The paper's "> 70% when S < 0.1" against this run."""
+    below = result["rate_by_bin"]["below_paper_threshold"]
+    found = (f"{below['rate']:.1%} of {below['tokens']} tokens" if below["rate"] is not None
+             else f"no token has S < {below['threshold']}")
+    return f"Paper: hallucination rate > 70% when S < {below['threshold']}. Here: {found}."
+
+
+def render_claims(result: dict[str, Any]) -> list[str]:
+    """The claims report as Markdown lines."""
+    from eval.html.page import markdown_table
+
+    return ([summary_line(result), ""] + markdown_table(claim_rows(result), CLAIM_COLUMNS)
+            + ["", threshold_line(result), ""] + markdown_table(bin_rows(result), BIN_COLUMNS))

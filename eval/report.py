@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from eval.api import ScoringError
 from eval.html.page import (
     figure_data_uri,
     fmt,
@@ -122,6 +123,24 @@ def _saliency_section(run_dir: Path, scores: dict[str, Any]) -> str:
     return summary + img(saliency_bins_uri(result["bins"], scores["run_id"]), "saliency vs hallucination")
 
 
+def _claims_section(run_dir: Path, scores: dict[str, Any]) -> str | None:
+    """The claims report (eval.claims) of a CHAIR run that recorded saliency, else None."""
+    from eval.claims import BIN_COLUMNS, CLAIM_COLUMNS, bin_rows, claim_rows, claims, summary_line, threshold_line
+
+    root = benchmark_root(run_dir)
+    if "chair" not in scores["metrics"] or root is None:
+        return None
+    saliency = read_generations(run_dir, columns=["saliency"]).column("saliency")
+    if saliency.null_count == len(saliency):
+        return None
+    try:
+        result = claims(run_dir, root, tagger=scores["metrics"]["chair"].get("tagger", "auto"))
+    except ScoringError as error:  # saliency recorded, but no caption names an object
+        return f'<p class="muted">{html.escape(str(error))}</p>'
+    return (f"<p>{html.escape(summary_line(result))}</p>" + html_table(claim_rows(result), CLAIM_COLUMNS)
+            + f"<p>{html.escape(threshold_line(result))}</p>" + html_table(bin_rows(result), BIN_COLUMNS))
+
+
 def _token_spans(row: dict[str, Any], marks: dict[int, bool], top: float) -> str:
     """The caption as one span per generated token: saliency as blue shade, objects underlined."""
     text, offsets = row["output_text"] or "", row["token_offsets"] or []
@@ -177,6 +196,9 @@ def render_html(run_dir: Path) -> str:
     if breakdown:
         sections.append(("Breakdown", html_table(breakdown, list(dict.fromkeys(k for r in breakdown for k in r)))))
     sections.append(("Saliency vs hallucination", _saliency_section(run_dir, scores)))
+    claims_section = _claims_section(run_dir, scores)
+    if claims_section:
+        sections.append(("Claims: the paper's saliency findings", claims_section))
     sections.append(("Example outputs", _examples_section(run_dir, scores)))
     return render_page(f"halleval run {scores['run_id']}", sections)
 
