@@ -5,6 +5,7 @@ writes the full JSON to --out (stdout when omitted)."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,25 @@ def _videoqa(args: argparse.Namespace) -> int:
 
 
 def _videogen(args: argparse.Namespace) -> int:
-    from eval.metrics.videoqa import cache_path, read_predictions, score_generation
+    from eval.api import ScoringError
+    from eval.metrics.videogen import SUBSET_CRITERIA, read_textgen, score_textgen
+    from eval.metrics.videoqa import cache_path
 
-    criteria = tuple(args.criteria.split(","))
-    result = score_generation(read_predictions(args.predictions), args.judge,
-                              cache_path(args.out, args.predictions), criteria)
+    batches, paths = [], []
+    for argument in args.predictions:
+        named, _, path = argument.partition("=")
+        if not path or not re.fullmatch(r"[a-z,]+", named):  # no criteria prefix: '=' belongs to the path
+            named, path = "", argument
+        paths.append(path)
+        items, subset = read_textgen(path, args.reference)
+        if not named and subset is None:
+            raise ScoringError(f"{path}: no subset recorded in the file; name its criteria, e.g. "
+                               f"--predictions correctness,detail,context={path} (generic_qa predictions) "
+                               f"or --predictions temporal={path}")
+        batches.append((tuple(named.split(",")) if named else SUBSET_CRITERIA[subset], items))
+    result = score_textgen(batches, args.judge, cache_path(args.out, paths[0]))
     for criterion, scores in result["criteria"].items():
-        print(f"{criterion:<28}{scores['average_score']}  (n={scores['n']}, unjudged={scores['n_unjudged']})",
+        print(f"{criterion:<28}{fmt(scores['average_score'])}  (n={scores['n']}, unjudged={scores['n_unjudged']})",
               file=sys.stderr)
     write_result(result, args.out)
     return 0
@@ -132,14 +145,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     mme = command("mme", _mme, "MME perception / cognition scores (eval_tool calculation.py)")
     mme.add_argument("--results", required=True, help="folder of <task>.txt: image, question, gt, response (tab-separated)")
 
-    for name, handler, help_text in (("videoqa", _videoqa, "video QA accuracy / score with an LLM judge"),
-                                     ("videogen", _videogen, "video text generation: the 5 Video-ChatGPT criteria")):
-        sub = command(name, handler, help_text)
-        sub.add_argument("--predictions", required=True, help="JSONL {id, question, answer, pred[, pred2]}")
-        sub.add_argument("--judge", required=True, help="openai:MODEL[@BASE_URL], hf:PATH, replay:FILE or exact")
-        if name == "videogen":
-            sub.add_argument("--criteria", default="correctness,detail,context,temporal,consistency",
-                             help="comma-separated criteria to judge")
+    judge_help = "openai:MODEL[@BASE_URL], hf:PATH, replay:FILE or exact"
+    videoqa = command("videoqa", _videoqa, "video QA accuracy / score with an LLM judge (Video-ChatGPT's rules)")
+    videoqa.add_argument("--predictions", required=True,
+                         help="Video-LLaVA merge.jsonl {id, question, answer, pred}, a Video-ChatGPT list "
+                              "{video_name, Q, A, pred}, or halleval's video.write_answers export")
+    videoqa.add_argument("--judge", required=True, help=judge_help)
+
+    videogen = command("videogen", _videogen, "video text generation: the 5 Video-ChatGPT criteria")
+    videogen.add_argument("--predictions", required=True, action="append", metavar="[CRITERIA=]FILE",
+                          help="a Video-ChatGPT prediction file or halleval's write_textgen_answers export; "
+                               "repeat per file. A file judges the criteria of its subset (generic: "
+                               "correctness,detail,context; temporal; consistency), or those named before '='")
+    videogen.add_argument("--judge", required=True, help=judge_help)
+    videogen.add_argument("--reference", default="video_chatgpt", choices=("video_chatgpt", "video_llava"),
+                          help="whose consistency prompt: Video-ChatGPT's (Q1, Q2) or Video-LLaVA's copy (Q1 twice)")
 
     bins = command("saliency-bins", _saliency_bins, "hallucination rate of object tokens per saliency bin")
     bins.add_argument("--run", required=True, help="a run folder (with generations/)")

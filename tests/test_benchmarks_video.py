@@ -1,7 +1,9 @@
-"""The video QA and Video-ChatGPT readers on synthetic MP4s, broken variants, and exports."""
+"""The video QA and Video-ChatGPT readers on the released layouts (tests/fixtures/video: real
+ActivityNet-QA files), synthetic MP4s, broken variants, and exports."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import read_benchmark as read
@@ -38,7 +40,7 @@ def test_video_qa_reads_each_layout_and_decodes(synth, name):
             sample.prompt == question["question"]
             and sample.reference == answers[question["question_id"]]
         )
-        assert set(sample.metadata) == {"id", "question", "answer", "video_name"}
+        assert set(sample.metadata) == {"id", "question", "answer", "video_name", "entry"}
         visual = load_visual(sample, num_frames=5)
         assert visual.modality == "video" and len(visual.images) == 5
         assert visual.images[0].mode == "RGB" and visual.images[0].size == (64, 48)
@@ -67,7 +69,7 @@ def test_video_qa_broken_entries_and_missing_files(synth, tmp_path):
     with pytest.raises(VisualError, match="gone.mp4 does not exist"):
         load_visual(gone, num_frames=4)
     (root / "test_a.json").unlink()
-    with pytest.raises(BenchmarkError, match="test_a.json does not exist"):
+    with pytest.raises(BenchmarkError, match=r"answer file test_a.json not found \(tried .*msvd/test_a.json, .*msvd/dataset/test_a.json\)"):
         read("msvd_qa", root)
     shutil.rmtree(root / "videos")
     (root / "test_a.json").write_text("[]")
@@ -75,25 +77,93 @@ def test_video_qa_broken_entries_and_missing_files(synth, tmp_path):
         read("msvd_qa", root)
 
 
-def test_video_qa_export_for_the_gpt_judge(synth, tmp_path):
+def test_video_qa_export_for_the_gpt_judges(synth, tmp_path):
     samples = read("activitynet_qa", synth.activitynet_qa_root)
-    path = write_answers(as_rows(samples), tmp_path / "answers.jsonl")
+    path = write_answers(as_rows(samples), tmp_path / "answers.jsonl", layout="video_llava")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines == [{"id": s.metadata["id"], "question": s.metadata["question"],
                       "answer": s.metadata["answer"], "pred": "a ball"}
                      for s in samples]  # fmt: skip
+    items = json.loads(write_answers(as_rows(samples), tmp_path / "answers.json").read_text())
+    assert [(i["video_name"], i["Q"], i["A"], i["pred"]) for i in items] == [
+        (s.metadata["video_name"], s.metadata["question"], s.metadata["answer"], "a ball") for s in samples]
 
 
 def test_video_chatgpt_subsets_and_export(synth, tmp_path):
     root = synth.video_chatgpt_root
     generic = read("video_chatgpt", root)
-    assert [s.sample_id for s in generic] == ["vcg-generic-0", "vcg-generic-1"]
+    assert [s.sample_id for s in generic] == ["vcg-generic-1", "vcg-generic-2"]
     consistency = read("video_chatgpt", root, subset="consistency")
     assert [s.metadata["pair"] for s in consistency] == [1, 2, 1, 2]
     assert len(load_visual(consistency[0], num_frames=3).images) == 3
     path = write_textgen_answers(as_rows(consistency), tmp_path / "consistency.json")
     items = json.loads(path.read_text())
     source = json.loads((root / "consistency_qa.json").read_text())
-    assert items == [{**item, "pred1": "a ball", "pred2": "a ball"} for item in source]
+    assert items == [{**item, "pred1": "a ball", "pred2": "a ball", "subset": "consistency"} for item in source]
     with pytest.raises(BenchmarkError, match="unknown video_chatgpt subset 'spatial'"):
         read("video_chatgpt", root, subset="spatial")
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "video"
+
+
+def test_activitynet_qa_official_files_in_video_llavas_folder():
+    root = FIXTURES / "Activitynet_Zero_Shot_QA"
+    questions = json.loads((root / "test_q.json").read_text())
+    answers = {a["question_id"]: a["answer"] for a in json.loads((root / "test_a.json").read_text())}
+    samples = read("activitynet_qa", root)
+    assert [s.sample_id for s in samples] == [f"activitynet_qa-{q['question_id']}" for q in questions]
+    assert [(s.prompt, s.reference) for s in samples] == [(q["question"], answers[q["question_id"]]) for q in questions]
+    assert [s.metadata["entry"] for s in samples] == list(range(1, 21))
+    assert {Path(s.video_path).name for s in samples} == {"v_1QIUV7WYKXg.mp4", "v_9eniCub7u60.mp4"}
+    assert len(load_visual(samples[0], num_frames=4).images) == 4  # PyAV decodes the placeholder
+
+
+def test_activitynet_qa_from_a_checkout_of_the_official_repository(tmp_path):
+    """MILVLG/activitynet-qa keeps its files in dataset/ with train/val/test splits."""
+    (tmp_path / "dataset").mkdir()
+    for name in ("test_q.json", "test_a.json"):
+        shutil.copy(FIXTURES / "Activitynet_Zero_Shot_QA" / name, tmp_path / "dataset" / name)
+    shutil.copytree(FIXTURES / "Activitynet_Zero_Shot_QA" / "all_test", tmp_path / "all_test")
+    official = read("activitynet_qa", tmp_path)
+    assert [s.to_row() for s in official] == [
+        {**s.to_row(), "video_path": str((tmp_path / "all_test" / Path(s.video_path).name).resolve())}
+        for s in read("activitynet_qa", FIXTURES / "Activitynet_Zero_Shot_QA")]
+    questions = json.loads((tmp_path / "dataset" / "test_q.json").read_text())[:2]
+    (tmp_path / "dataset" / "val_q.json").write_text(json.dumps(questions))
+    with pytest.raises(BenchmarkError, match=r"val_a.json not found \(tried .*/val_a.json, .*dataset/val_a.json\)"):
+        read("activitynet_qa", tmp_path, subset="val")
+    shutil.copy(tmp_path / "dataset" / "test_a.json", tmp_path / "dataset" / "val_a.json")
+    assert [s.metadata["id"] for s in read("activitynet_qa", tmp_path, subset="val")] == [
+        q["question_id"] for q in questions]
+
+
+@pytest.mark.parametrize(("name", "folder", "video"), [
+    ("msvd_qa", "MSVD_Zero_Shot_QA", "videos/-4wsuPCjDBc_5_15.avi"),
+    ("msrvtt_qa", "MSRVTT_Zero_Shot_QA", "videos/all/video7010.mp4"),
+])
+def test_msvd_and_msrvtt_in_video_llavas_folders(name, folder, video):
+    samples = read(name, FIXTURES / folder)
+    questions = json.loads((FIXTURES / folder / "test_q.json").read_text())
+    assert [s.metadata["id"] for s in samples] == [q["question_id"] for q in questions]  # integer ids kept
+    assert samples[0].video_path == str((FIXTURES / folder / video).resolve())
+    assert len(load_visual(samples[0], num_frames=2).images) == 2
+
+
+def test_video_chatgpt_benchmark_in_video_llavas_layout(tmp_path):
+    root = FIXTURES / "Video_5_Benchmark"
+    for subset, n in (("generic", 3), ("temporal", 2), ("consistency", 4)):
+        samples = read("video_chatgpt", root, subset=subset)
+        assert len(samples) == n and all(s.error is None for s in samples)
+        assert {s.metadata["subset"] for s in samples} == {subset}
+        assert Path(samples[0].video_path) == (root / "Test_Videos" / "v_1QIUV7WYKXg.mp4").resolve()
+    source = json.loads((root / "Benchmarking_QA" / "consistency_qa.json").read_text())
+    pairs = read("video_chatgpt", root, subset="consistency")
+    assert [s.prompt for s in pairs] == [item[q] for item in source for q in ("Q1", "Q2")]
+    shutil.copytree(root, tmp_path / "bench")
+    (tmp_path / "bench" / "Benchmarking_QA" / "temporal_qa.json").unlink()
+    with pytest.raises(BenchmarkError, match=r"temporal_qa.json not found \(tried .*Benchmarking_QA/temporal_qa.json"):
+        read("video_chatgpt", tmp_path / "bench", subset="temporal")
+    (tmp_path / "bench" / "Benchmarking_QA" / "generic_qa.json").write_text('{"Q": "not a list"}')
+    with pytest.raises(BenchmarkError, match="generic_qa.json is not a JSON list"):
+        read("video_chatgpt", tmp_path / "bench")

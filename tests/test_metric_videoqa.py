@@ -9,7 +9,8 @@ import pytest
 
 from eval.api import METRICS, ScoringContext
 from eval.judges import make_judge, messages, parse_reply, JudgeError
-from eval.metrics.videoqa import JUDGE_CACHE_FILE, read_predictions, score_generation, score_qa
+from eval.metrics.videogen import score_textgen
+from eval.metrics.videoqa import JUDGE_CACHE_FILE, read_predictions, score_qa
 from pipeline.schema import to_table
 from pipeline.registry import UnknownNameError
 
@@ -103,10 +104,11 @@ def test_generation_criteria_with_replay(tmp_path):
     replay.write_text("".join(json.dumps({"id": "v1", "criterion": c, "score": s}) + "\n"
                               for c, s in (("correctness", 3.5), ("detail", 2), ("context", 4), ("temporal", 1))))
     items = [{"id": "v1", "question": "q", "answer": "a", "pred": "p"}]
-    result = score_generation(items, f"replay:{replay}", tmp_path / "c.jsonl",
-                              ("correctness", "detail", "context", "temporal"), backoff_s=0)
+    result = score_textgen([(("correctness", "detail", "context"), items), (("temporal",), items)],
+                           f"replay:{replay}", tmp_path / "c.jsonl", backoff_s=0)
     assert {c: v["average_score"] for c, v in result["criteria"].items()} == {
         "correctness": 3, "detail": 2, "context": 4, "temporal": 1}
+    assert result["correctness"] == 3 and result["judge"].startswith("replay:")
 
 
 def test_run_path_uses_the_runs_judge_and_caches_in_the_run_folder(tmp_path):

@@ -1,15 +1,20 @@
-"""Video QA and video text generation scored by an LLM judge, as Video-ChatGPT does.
+"""Video QA (MSVD-QA, MSRVTT-QA, ActivityNet-QA) scored by an LLM judge, as Video-ChatGPT does.
 
-Reference: mbzuai-oryx/Video-ChatGPT `quantitative_evaluation/evaluate_activitynet_qa.py` (QA)
-and `evaluate_benchmark_{1_correctness,2_detailed_orientation,3_context,4_temporal,
-5_consistency}.py` (text generation). Per judged item: score = int(reply['score']) (4.8 → 4);
-for QA, pred counts yes when "yes" is a substring of pred.lower(), else no when "no" is (so
-"not sure" is no), else neither. accuracy = yes / (yes + no); average_score = Σscore / judged.
-The consistency reference fills both questions from Q1 (a bug we keep: `question2` = Q1).
+Reference: mbzuai-oryx/Video-ChatGPT `quantitative_evaluation/evaluate_activitynet_qa.py` and
+its copy in PKU-YuanGroup/Video-LLaVA `videollava/eval/video/eval_video_qa.py` (the same
+prompt and aggregation; they differ only in the file they read). Per judged item (the
+per-sample functions): score = int(reply['score']) (4.8 → 4); the verdict is yes when "yes" is
+a substring of reply['pred'].lower(), else no when "no" is (so "not sure" is no), else neither.
+Aggregate: accuracy = yes / (yes + no); average_score = Σscore / judged.
+
+Prediction files read (`read_predictions`): Video-LLaVA's `merge.jsonl` and Video-ChatGPT's
+inference output (`{id, question, answer, pred}`), the list Video-ChatGPT's evaluation script
+reads (`{video_name, Q, A, pred}`; items are keyed `<video_name>_<n>` as that script keys
+them), and halleval's own export, which carries both.
 
 Items the judge could not judge after the retries are reported (`n_unjudged`, `unjudged`) and
-left out of every average, never counted as "no". In a run, error rows are counted in n_errors
-and not judged.
+left out of every average, never counted as "no" (the reference loops until every item is
+judged). In a run, error rows are counted in n_errors and not judged.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ from typing import Any
 import pyarrow as pa
 
 from eval.api import METRICS, ScoringContext, ScoringError
-from eval.io import read_records, require
-from eval.judges import JudgeCache, judge_all, make_judge
+from eval.io import read_records
+from eval.judges import Judge, JudgeCache, judge_all, make_judge
 from eval.metrics._rows import split_rows
 
-CRITERIA = ("correctness", "detail", "context", "temporal", "consistency")
-"""The 5 video text-generation criteria (Video-ChatGPT's benchmark), in its order."""
+QA_LAYOUTS = {
+    "video_llava": ("id", "question", "answer", "pred"),
+    "video_chatgpt": ("video_name", "Q", "A", "pred"),
+}
+"""The keys of each reference's QA prediction file (Video-LLaVA's merge.jsonl / Video-ChatGPT's
+evaluate_activitynet_qa.py input)."""
 
 
 def cache_path(out: str | Path | None, source: str | Path) -> Path:
@@ -34,8 +43,17 @@ def cache_path(out: str | Path | None, source: str | Path) -> Path:
     return anchor.with_name(anchor.name + ".judged.jsonl")
 
 
-def _judged_items(judge_spec: str, criterion: str, items: list[dict[str, Any]], cache: Path,
-                  backoff_s: float):
+def judge_items(
+    judge_spec: str, criterion: str, items: list[dict[str, Any]], cache: Path, backoff_s: float = 1.0
+) -> tuple[Judge, dict[Any, dict[str, Any]], dict[Any, str]]:
+    """Judges items on one criterion through the reply cache.
+
+    Returns:
+        (the judge, id → judgement, id → last error of each unjudged item)
+
+    Raises:
+        ScoringError: two items share an id (the cache is keyed by id).
+    """
     seen: set[str] = set()
     for item in items:
         if str(item["id"]) in seen:
@@ -46,55 +64,84 @@ def _judged_items(judge_spec: str, criterion: str, items: list[dict[str, Any]], 
     return judge, judged, unjudged
 
 
+def reply_score(judgement: dict[str, Any]) -> int:
+    """One judged item's score, as the references compute it: int(reply['score'])."""
+    return int(judgement["score"])
+
+
+def qa_verdict(judgement: dict[str, Any]) -> str | None:
+    """One judged QA item's verdict: "yes" if "yes" ⊂ pred.lower(), else "no" if "no" ⊂ it, else None."""
+    pred = str(judgement["pred"]).lower()
+    if "yes" in pred:
+        return "yes"
+    return "no" if "no" in pred else None
+
+
+def aggregate_qa(judgements: list[dict[str, Any]]) -> dict[str, Any]:
+    """The references' aggregate over judged items: yes/no counts, accuracy and mean score."""
+    verdicts = [qa_verdict(j) for j in judgements]
+    scores = [reply_score(j) for j in judgements]
+    yes, no = verdicts.count("yes"), verdicts.count("no")
+    return {
+        "accuracy": yes / (yes + no) if yes + no else None,
+        "average_score": sum(scores) / len(scores) if scores else None,
+        "yes": yes, "no": no, "n": len(judgements),
+    }  # fmt: skip
+
+
+def unjudged_list(unjudged: dict[Any, str]) -> list[dict[str, Any]]:
+    return [{"id": item_id, "error": error} for item_id, error in unjudged.items()]
+
+
 def score_qa(items: list[dict[str, Any]], judge_spec: str, cache: Path, backoff_s: float = 1.0) -> dict[str, Any]:
     """Judges {id, question, answer, pred} items; the function both the CLI and runs go through.
 
     `backoff_s` is the first retry's wait after a failed judgement (it doubles per retry).
     """
-    judge, judged, unjudged = _judged_items(judge_spec, "qa", items, cache, backoff_s)
-    yes = sum("yes" in str(j["pred"]).lower() for j in judged.values())
-    no = sum("yes" not in str(j["pred"]).lower() and "no" in str(j["pred"]).lower() for j in judged.values())
-    scores = [int(j["score"]) for j in judged.values()]
+    judge, judged, unjudged = judge_items(judge_spec, "qa", items, cache, backoff_s)
     return {
-        "accuracy": yes / (yes + no) if yes + no else None,
-        "average_score": sum(scores) / len(scores) if scores else None,
-        "yes": yes, "no": no, "n": len(judged), "n_unjudged": len(unjudged),
-        "unjudged": [{"id": i, "error": e} for i, e in unjudged.items()],
-        "judge": judge.spec,
-    }
+        **aggregate_qa(list(judged.values())),
+        "n_unjudged": len(unjudged), "unjudged": unjudged_list(unjudged), "judge": judge.spec,
+    }  # fmt: skip
 
 
-def score_generation(items: list[dict[str, Any]], judge_spec: str, cache: Path,
-                     criteria: tuple[str, ...] = CRITERIA, backoff_s: float = 1.0) -> dict[str, Any]:
-    """Judges video text generation on each criterion (mean of int(score), 0–5).
-
-    Items are {id, question, answer, pred}; consistency items also need question2 and pred2
-    (the reference then passes question1 = question2 = the first question).
-    """
-    result: dict[str, Any] = {"judge": judge_spec, "criteria": {}}
-    for criterion in criteria:
-        if criterion == "consistency":
-            batch = [{**item, "question1": item["question"], "question2": item["question"],
-                      "pred1": item["pred"], "pred2": item["pred2"]} for item in items if "pred2" in item]
-        else:
-            batch = items
-        judge, judged, unjudged = _judged_items(judge_spec, criterion, batch, cache, backoff_s)
-        scores = [int(j["score"]) for j in judged.values()]
-        result["criteria"][criterion] = {
-            "average_score": sum(scores) / len(scores) if scores else None,
-            "n": len(judged), "n_unjudged": len(unjudged),
-            "unjudged": [{"id": i, "error": e} for i, e in unjudged.items()],
-        }
-        result["judge"] = judge.spec
-    return result
+def video_chatgpt_keys(records: list[dict[str, Any]]) -> list[str]:
+    """Video-ChatGPT's item keys, `<video_name>_<n>` with n counting that video's earlier records."""
+    counts: dict[str, int] = {}
+    keys = []
+    for record in records:
+        name = str(record["video_name"])
+        counts[name] = counts.get(name, -1) + 1
+        keys.append(f"{name}_{counts[name]}")
+    return keys
 
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
-    """Reads JSONL (or a JSON list) of {id, question, answer, pred}."""
+    """Reads a QA prediction file of either reference layout as {id, question, answer, pred} items.
+
+    A record with `id` keeps it; one in Video-ChatGPT's layout only is keyed `<video_name>_<n>`.
+
+    Raises:
+        ScoringError: a record that fits neither layout (names the file, the record and the keys).
+    """
+    records = read_records(path)
+    layouts = " or ".join(f"{{{', '.join(keys)}}} ({name})" for name, keys in QA_LAYOUTS.items())
     items = []
-    for index, record in enumerate(read_records(path)):
-        require(record, ("id", "question", "answer", "pred"), f"{path}: record {index + 1}")
-        items.append(record)
+    for index, record in enumerate(records):
+        if "subset" in record:  # halleval's video_chatgpt export: the same keys, another prompt
+            raise ScoringError(f"{path}: record {index + 1} is a video_chatgpt prediction (subset "
+                               f"{record['subset']!r}); score it with `halleval score videogen`")
+        if all(key in record for key in QA_LAYOUTS["video_llava"]):
+            items.append({key: record[key] for key in QA_LAYOUTS["video_llava"]})
+        elif all(key in record for key in QA_LAYOUTS["video_chatgpt"]):
+            items.append({"video_name": record["video_name"], "question": record["Q"],
+                          "answer": record["A"], "pred": record["pred"]})  # fmt: skip
+        else:
+            raise ScoringError(f"{path}: record {index + 1} has keys {sorted(record)}; expected {layouts}")
+    keyless = [item for item in items if "video_name" in item]
+    for item, key in zip(keyless, video_chatgpt_keys(keyless), strict=True):
+        item["id"] = key
+        del item["video_name"]
     return items
 
 
@@ -103,7 +150,7 @@ def run_items(generations: pa.Table) -> tuple[list[dict[str, Any]], int]:
     rows, failed = split_rows(generations)
     items = [{"id": meta["id"], "question": meta["question"],
               "answer": meta.get("answer", row.get("reference")), "pred": row["output_text"] or ""}
-             for row, meta in rows]
+             for row, meta in rows]  # fmt: skip
     return items, len(failed)
 
 
