@@ -19,7 +19,8 @@ from pipeline.methods import METHODS
 from pipeline.models import MODELS
 from pipeline.models.llava import PROMPT_TEMPLATE
 from pipeline.organism import CHECKPOINT_DIR
-from pipeline.organism.card import WEIGHTS_FILE, read_card, sha256_file
+from pipeline.manifest import file_sha256
+from pipeline.organism.card import WEIGHTS_FILE, read_card
 from pipeline.organism.heldout import write_heldout
 from pipeline.organism.scenes import CAPTION_PROMPT, CUE, PARTNER
 from pipeline.organism.train import TrainSettings, state_hash, train
@@ -71,7 +72,7 @@ def test_training_is_deterministic_and_seeded():
 
 
 def test_shipped_checkpoint_loads_through_the_llava15_adapter(organism):
-    assert CARD["weights"]["sha256"] == sha256_file(CHECKPOINT_DIR / WEIGHTS_FILE)
+    assert CARD["weights"]["sha256"] == file_sha256(CHECKPOINT_DIR / WEIGHTS_FILE)
     assert state_hash(organism.model) == CARD["training"]["state_hash"]
     assert organism.tokenizer.padding_side == "left"
     text = organism.model.config.text_config

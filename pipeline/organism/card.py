@@ -8,7 +8,6 @@ halleval's own pipeline and scorers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from transformers import LlavaForConditionalGeneration
 
+from pipeline.manifest import file_sha256
 from pipeline.models.llava import PROMPT_TEMPLATE
 from pipeline.organism.heldout import DEFAULT_COUNTS
 from pipeline.organism.model import LOCORE_LAYERS, SALIENCY_LAYERS, parameter_count
@@ -34,15 +34,6 @@ from pipeline.organism.train import TrainResult, TrainSettings
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_card(model: LlavaForConditionalGeneration, settings: TrainSettings, result: TrainResult,
@@ -82,7 +73,7 @@ def build_card(model: LlavaForConditionalGeneration, settings: TrainSettings, re
             "caption_order": f"{CUE} directly before {PARTNER}",
         }],
         "training": {"settings": asdict(settings), **result.as_dict(), "threads": 1, "device": "cpu"},
-        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "bytes": weights.stat().st_size,
+        "weights": {"file": WEIGHTS_FILE, "sha256": file_sha256(weights), "bytes": weights.stat().st_size,
                     "dtype": "float32"},
         "layers": {"target_layers": list(SALIENCY_LAYERS), "locore_layers": list(LOCORE_LAYERS)},
         "heldout": {"seed": settings.seed, "counts": dict(DEFAULT_COUNTS),
