@@ -17,7 +17,6 @@ from pipeline.benchmarks.pope import INSTRUCTION
 from pipeline.config import BenchmarkConfig, MethodConfig
 from pipeline.methods import METHODS
 from pipeline.models import MODELS
-from pipeline.models.llava import PROMPT_TEMPLATE
 from pipeline.organism import CHECKPOINT_DIR
 from pipeline.manifest import file_sha256
 from pipeline.organism.card import WEIGHTS_FILE, read_card
