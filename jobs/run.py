@@ -79,6 +79,8 @@ def run_info(config: RunConfig) -> dict[str, Any]:
     return {
         "run_id": config.run_id,
         "config_hash": config.config_hash,
+        # Every from_pretrained argument, placement ones included (those stay out of the hash).
+        "model_args": config.model.args.model_dump(mode="json", exclude_defaults=True),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "python": platform.python_version(),

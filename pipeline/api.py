@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # torch is heavy; readers and the driver never need it
     import torch
     from PIL import Image
 
-    from pipeline.config import BenchmarkConfig, MethodConfig
+    from pipeline.config import BenchmarkConfig, MethodConfig, ModelArgs
 
 Modality = Literal["image", "video", "text"]
 
@@ -101,9 +101,12 @@ class ModelAdapter(Protocol):
     default_target_layers: tuple[int, ...]  # saliency layers
     default_locore_layers: tuple[int, int]  # [l0, l1], inclusive
     default_locore_beta: float
+    # model.args that this family's processor takes (e.g. Qwen's min_pixels); optional, none if absent.
+    processor_args: tuple[str, ...]
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        """Loads a local folder or hub id; checkpoint 'tiny' builds a small random model offline."""
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
+        """Loads a local folder or hub id with `model.args` passed to the model's and the processor's
+        from_pretrained; checkpoint 'tiny' builds a small random model offline."""
         ...
 
     def build_inputs(

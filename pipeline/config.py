@@ -31,6 +31,97 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _arg(default: Any, description: str, goes_to: str, in_run_id: bool, **constraints: Any) -> Any:
+    """A ModelArgs field: where it is passed ('model', 'processor' or 'both' from_pretrained calls)
+    and whether it can change the generated rows (then it is part of the run id)."""
+    where = {"model": "model", "processor": "processor", "both": "model and processor"}[goes_to]
+    identity = "in the run id" if in_run_id else "not in the run id (placement only)"
+    return Field(
+        default, description=f"{description} Passed to the {where} from_pretrained; {identity}.",
+        json_schema_extra={"goes_to": goes_to, "in_run_id": in_run_id}, **constraints,
+    )
+
+
+class ModelArgs(_Strict):
+    """Keyword arguments for a checkpoint's `from_pretrained` calls (model and AutoProcessor).
+
+    Each field says where it goes and whether it can change what is generated: those that can
+    (a revision, an attention kernel, the image resolution) enter the run id; placement and cache
+    settings (device_map, max_memory, cache_dir, local_files_only) do not, so the same run on one
+    GPU or spread over four resumes in the same folder. Unset fields are not passed at all, so the
+    checkpoint's own defaults apply.
+    """
+
+    revision: str | None = _arg(
+        None, "Hub branch, tag or commit of the checkpoint (pin a commit for reproducible runs).", "both", True
+    )
+    trust_remote_code: bool = _arg(
+        False, "Allow the checkpoint's own Python code; adapters load transformers' native model "
+        "classes, so this only lets AutoProcessor/AutoConfig run a remote processor or config.", "both", True,
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] | None = _arg(
+        None, "Attention kernel of the vision tower (and of the language model under greedy/sample; "
+        "saliency and LocoRE methods replace the language model's with the halleval attention). "
+        "Kernels round differently, which can flip a greedy tie.", "model", True,
+    )
+    device_map: Literal["auto", "balanced", "balanced_low_0", "sequential"] | None = _arg(
+        None, "How layers spread over the actor's GPUs; None lets resources.gpus_per_actor decide "
+        "('auto' when it is above 1, else the whole model on one device).", "model", False,
+    )
+    max_memory: dict[str, str] | None = _arg(
+        None, "Per-device memory cap for device_map, e.g. {'0': '60GiB', '1': '75GiB'} (device "
+        "indices as the actor sees them).", "model", False,
+    )
+    cache_dir: str | None = _arg(None, "Hub download cache folder.", "both", False)
+    local_files_only: bool = _arg(
+        False, "Never contact the hub (air-gapped clusters with a pre-filled cache).", "both", False
+    )
+    min_pixels: int | None = _arg(
+        None, "Qwen-VL families: lower bound on an image's pixel count after resizing (fewer "
+        "pixels are upscaled); sets how many visual tokens an image gets.", "processor", True, ge=1,
+    )
+    max_pixels: int | None = _arg(
+        None, "Qwen-VL families: upper bound on an image's pixel count (larger images are "
+        "downscaled), e.g. 1280*28*28 as Qwen's model cards suggest.", "processor", True, ge=1,
+    )
+    max_patches: int | None = _arg(
+        None, "InternVL: most tiles an image is cut into (the checkpoints use 12, plus a thumbnail).",
+        "processor", True, ge=1,
+    )
+
+    @model_validator(mode="after")
+    def _pixel_bounds_ordered(self) -> ModelArgs:
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) exceeds max_pixels ({self.max_pixels})")
+        return self
+
+    def _set(self, where: set[str], in_run_id: bool | None = None) -> dict[str, Any]:
+        values = {}
+        for name, field in type(self).model_fields.items():
+            extra = field.json_schema_extra
+            if extra["goes_to"] not in where or (in_run_id is not None and extra["in_run_id"] != in_run_id):
+                continue
+            value = getattr(self, name)
+            if value != field.default:
+                values[name] = value
+        return values
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The set arguments of the model's from_pretrained (max_memory's GPU indices as ints)."""
+        values = self._set({"model", "both"})
+        if "max_memory" in values:
+            values["max_memory"] = {int(k) if k.isdigit() else k: v for k, v in values["max_memory"].items()}
+        return values
+
+    def processor_kwargs(self) -> dict[str, Any]:
+        """The set arguments of AutoProcessor.from_pretrained."""
+        return self._set({"processor", "both"})
+
+    def identity(self) -> dict[str, Any]:
+        """The set arguments that can change outputs (what enters the run id)."""
+        return self._set({"model", "processor", "both"}, in_run_id=True)
+
+
 class ModelConfig(_Strict):
     name: str = Field("llava15", description="Registered model adapter, e.g. llava15, qwen2_vl.")
     checkpoint: str = Field(
@@ -41,6 +132,11 @@ class ModelConfig(_Strict):
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
         "float32", description="Weights dtype; use bfloat16 or float16 on GPUs."
     )
+    args: ModelArgs = Field(
+        default_factory=ModelArgs,
+        description="Arguments of the checkpoint's from_pretrained calls (revision, device_map, "
+        "min_pixels, ...); see docs/models.md for which reach the model, the processor, the run id.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -48,6 +144,32 @@ class ModelConfig(_Strict):
         from pipeline.models import MODELS
 
         return MODELS.validate(name)
+
+    @model_validator(mode="after")
+    def _args_fit_the_checkpoint(self) -> ModelConfig:
+        set_args = sorted(self.args.model_kwargs().keys() | self.args.processor_kwargs().keys())
+        if self.checkpoint == "tiny" and set_args:
+            raise ValueError(
+                f"model.args {', '.join(set_args)} apply to a checkpoint loaded with from_pretrained; "
+                "'tiny' is built in memory, so remove them or set model.checkpoint"
+            )
+        from pipeline.models import MODELS
+
+        accepted = set(getattr(MODELS.get(self.name), "processor_args", ()))
+        foreign = [name for name in ("min_pixels", "max_pixels", "max_patches")
+                   if getattr(self.args, name) is not None and name not in accepted]
+        if foreign:
+            takes = f"it takes {', '.join(sorted(accepted))}" if accepted else "it takes none of them"
+            raise ValueError(f"model.args {', '.join(foreign)} is not a setting of {self.name!r}'s processor; {takes}")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """Name, checkpoint, dtype and the output-changing args; `args` is left out while none is
+        set, so run ids from before model.args existed stay the same."""
+        data = {"name": self.name, "checkpoint": self.checkpoint, "dtype": self.dtype}
+        if self.args.identity():
+            data["args"] = self.args.identity()
+        return data
 
 
 class MethodConfig(_Strict):
@@ -117,8 +239,19 @@ class GenerationConfig(_Strict):
 
 class ResourcesConfig(_Strict):
     num_actors: int = Field(1, ge=1, description="Inference actors, each holding one model.")
-    gpus_per_actor: float = Field(0, ge=0, description="GPUs per actor; 0 runs on CPU.")
+    gpus_per_actor: float = Field(
+        0, ge=0,
+        description="GPUs per actor; 0 runs on CPU, a fraction below 1 shares a GPU between actors, "
+        "a whole number N above 1 spreads one model over N GPUs (device_map over the actor's GPUs).",
+    )
     cpus_per_actor: float = Field(0.5, gt=0, description="CPUs per actor (fractional is fine).")
+
+    @field_validator("gpus_per_actor")
+    @classmethod
+    def _whole_gpus_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and gpus != int(gpus):
+            raise ValueError(f"{gpus} GPUs: above 1, an actor holds whole GPUs (2, 4, 8, ...)")
+        return gpus
 
 
 class ScoringConfig(_Strict):
@@ -154,12 +287,14 @@ class RunConfig(_Strict):
         return self
 
     def identity(self) -> dict[str, Any]:
-        """What decides the generated rows: all but resources, batch size, scoring and output dir."""
+        """What decides the generated rows: all but resources, batch size, scoring, output dir and
+        the model.args that only place the model (ModelConfig.identity)."""
         data = self.model_dump(mode="json")
         data.pop("resources")
         data.pop("scoring")
         data.pop("output_dir")
         data["generation"].pop("batch_size")
+        data["model"] = self.model.identity()
         return data
 
     @property

@@ -24,6 +24,7 @@ from pipeline.api import DecodingMethod, Generation, LoadedModel, Sample, Visual
 from pipeline.config import RunConfig
 from pipeline.methods import METHODS
 from pipeline.models import MODELS
+from pipeline.models._common import actor_placement
 from pipeline.schema import to_table
 from pipeline.visuals import load_visual
 
@@ -77,9 +78,10 @@ class Cell:
     method: DecodingMethod
 
 
-def model_key(config: RunConfig) -> tuple[str, str, str]:
-    """What decides the loaded weights: runs with the same key can share one model actor."""
-    return (config.model.name, config.model.checkpoint, config.model.dtype)
+def model_key(config: RunConfig) -> tuple[str, str, str, str]:
+    """What decides the loaded model: runs with the same key can share one model actor."""
+    model = config.model
+    return (model.name, model.checkpoint, model.dtype, model.args.model_dump_json())
 
 
 class InferenceStage:
@@ -93,7 +95,7 @@ class InferenceStage:
 
     Args:
         cells: (RunConfig JSON, benchmark reader version) of every run the actor serves; all
-            must share the model key (name, checkpoint, dtype). Plain data, so Ray can ship it.
+            must share the model key (name, checkpoint, dtype, args). Plain data, so Ray can ship it.
         load_log: a JSONL file to which each actor appends one line per model load (model,
             checkpoint, dtype, seconds, host, pid), so a grid can show what loading cost and
             tests can count loads.
@@ -108,10 +110,10 @@ class InferenceStage:
         if len(keys) != 1:
             raise ValueError(f"one inference actor serves one model, got {sorted(keys)}")
         first = configs[0][0]
-        device = "cuda" if torch.cuda.is_available() and first.resources.gpus_per_actor > 0 else "cpu"
+        device, args = actor_placement(first.resources.gpus_per_actor, first.model.args)
         start = time.perf_counter()
         adapter = MODELS.get(first.model.name)()
-        self.loaded: LoadedModel = adapter.load(first.model.checkpoint, _DTYPES[first.model.dtype], device)
+        self.loaded: LoadedModel = adapter.load(first.model.checkpoint, _DTYPES[first.model.dtype], device, args)
         if load_log:
             _log_load(Path(load_log), first, time.perf_counter() - start)
         self.cells: dict[str, Cell] = {}

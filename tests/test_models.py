@@ -16,7 +16,10 @@ from pipeline.api import LoadedModel, Visual
 from pipeline.decoding import decode, greedy_select
 from pipeline.models import MODELS
 
-FAMILIES = {"llava15", "qwen2_vl", "qwen2_5_vl", "internvl", "video_llava", "llava_next_video"}
+FAMILIES = {
+    "llava15", "qwen2_vl", "qwen2_5_vl", "internvl", "video_llava", "llava_next_video",
+    "qwen3_vl", "llava_onevision", "video_llama3",
+}
 PROMPTS = ["describe the image .", "is there a dog in the image ? answer yes or no ."]
 NEW_TOKENS = 8
 FRAMES = 4

@@ -1,8 +1,10 @@
 """Helpers that every model adapter shares.
 
-- Loading: `load_model` builds the tiny model or loads a checkpoint (`load_pretrained`, which
-  turns any failure into one clear line) and finishes it (`finish_load`: left padding, dtype,
-  device, eval mode) into a LoadedModel.
+- Loading: `load_model` builds the tiny model or loads a checkpoint with the run's `model.args`
+  (`load_pretrained`, which turns any failure into one clear line), checks the private
+  transformers helpers the decode loop calls (`pipeline.hf_compat`) and finishes it
+  (`finish_load`: left padding, dtype, device, eval mode) into a LoadedModel. `actor_placement`
+  picks an inference actor's device and device_map from `resources.gpus_per_actor`.
 - Batches: `chat_template_image_inputs` (one image per prompt through the checkpoint's chat
   template), `fixed_template_video_inputs` (frames with a fixed conversation template) and
   `to_model` (moves a processed batch to the model's device and dtype).
@@ -13,24 +15,30 @@ A private module (leading underscore), so the MODELS registry does not import it
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
-import transformers
-from transformers import AutoProcessor, BatchFeature
+from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer, BatchFeature
+from transformers import processing_utils
+from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 from transformers.video_processing_utils import VideoProcessorMixin
 
 from pipeline.api import LoadedModel, ModelAdapter, Visual
+from pipeline.config import ModelArgs
+from pipeline.hf_compat import check_private_helpers
 
 T = TypeVar("T")
 
 # A processor checks its video_processor against the class named "VideoProcessorMixin", looked up
-# on the transformers module, which does not export that name (5.24); without torchvision the
-# fallback lookup fails too. Exporting the alias lets a processor accept FrameVideoProcessor.
-if not hasattr(transformers, "VideoProcessorMixin"):
-    transformers.VideoProcessorMixin = VideoProcessorMixin
+# on `processing_utils.transformers_module`, which does not export that name (5.24); without
+# torchvision the fallback lookup fails too. Exporting the alias lets a processor accept
+# FrameVideoProcessor. That module object is processing_utils' own import of transformers (the
+# lazy `transformers` in sys.modules can be a different object), so the alias goes on it.
+if not hasattr(processing_utils.transformers_module, "VideoProcessorMixin"):
+    processing_utils.transformers_module.VideoProcessorMixin = VideoProcessorMixin
 
 
 def load_pretrained(adapter_name: str, checkpoint: str, load: Callable[[], T]) -> T:
@@ -55,20 +63,66 @@ def load_pretrained(adapter_name: str, checkpoint: str, load: Callable[[], T]) -
         raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: no such folder — {hint}")
     try:
         return load()
-    except (OSError, ValueError, ImportError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: {reason} — {hint}") from error
+    except ImportError as error:
+        if "torchvision" not in str(error).lower():
+            raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: {_first_line(error)}") from error
+        raise ValueError(
+            f"cannot load model {adapter_name!r} from {checkpoint!r}: its video processor needs torchvision, "
+            "which is not installed — install the torchvision build that matches torch (a CUDA install of "
+            "torch brings it)"
+        ) from error
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot load model {adapter_name!r} from {checkpoint!r}: {_first_line(error)} — {hint}") from error
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def finish_load(adapter: ModelAdapter, model: Any, processor: Any, dtype: torch.dtype, device: str) -> LoadedModel:
     """Left-pads the tokenizer (the decode loop appends on the right), casts, moves, sets eval mode.
 
+    A model that from_pretrained spread over several devices (`hf_device_map`) stays where it is;
+    its inputs then go to the device of its input embeddings, where its forward starts.
     Weights are frozen by `pipeline.attention.install`, which a method calls in `prepare` when its
     forwards use the halleval attention; greedy and sample decode under `torch.no_grad`.
     """
     processor.tokenizer.padding_side = "left"
-    model = model.to(device=device, dtype=dtype).eval()
+    if spread_over_devices(model):
+        device = str(model.get_input_embeddings().weight.device)
+        model = model.eval()
+    else:
+        model = model.to(device=device, dtype=dtype).eval()
     return LoadedModel(model=model, processor=processor, tokenizer=processor.tokenizer, adapter=adapter, device=device)
+
+
+def spread_over_devices(model: Any) -> bool:
+    """Whether from_pretrained placed the model's modules on more than one device (or offloaded
+    some), in which case accelerate's hooks move activations between them."""
+    device_map = getattr(model, "hf_device_map", None) or {}
+    return len(set(device_map.values())) > 1
+
+
+def actor_placement(gpus_per_actor: float, args: ModelArgs) -> tuple[str, ModelArgs]:
+    """Where an inference actor puts its model: the input device and the from_pretrained args.
+
+    Ray makes an actor's GPUs its only visible CUDA devices, so `device_map="auto"` spreads the
+    model over exactly those. Above one GPU per actor the map defaults to "auto"; a user's own
+    `model.args.device_map` wins.
+
+    Args:
+        gpus_per_actor: resources.gpus_per_actor of the run.
+        args: model.args of the run.
+
+    Returns:
+        ("cuda" or "cpu", the args with device_map filled in where the model spans GPUs).
+    """
+    if gpus_per_actor <= 0 or not torch.cuda.is_available():
+        return "cpu", args
+    if gpus_per_actor > 1 and args.device_map is None:
+        args = args.model_copy(update={"device_map": "auto"})
+    return "cuda", args
 
 
 def load_model(
@@ -78,6 +132,7 @@ def load_model(
     device: str,
     model_class: Any,
     build_tiny: Callable[[], tuple[Any, Any]],
+    args: ModelArgs | None = None,
 ) -> LoadedModel:
     """'tiny' builds the adapter's random model offline; anything else is a folder or hub id.
 
@@ -85,17 +140,59 @@ def load_model(
         adapter: the adapter being loaded (its name goes into load errors).
         checkpoint: "tiny", a local checkpoint folder or a hub id.
         dtype: weights dtype.
-        device: where the model runs.
+        device: where the model runs (its first device when `args.device_map` spreads it).
         model_class: the transformers class, e.g. LlavaForConditionalGeneration.
         build_tiny: builds (model, processor) of the tiny random variant.
+        args: model.args, passed to the model's and the processor's from_pretrained. A tiny
+            model ignores device_map (it fits one device).
     """
+    args = args or ModelArgs()
     if checkpoint == "tiny":
         model, processor = build_tiny()
     else:
+        model_kwargs = args.model_kwargs()
+        if "device_map" in model_kwargs and device == "cuda":
+            # "auto" over the actor's GPUs only: without this accelerate may also use the CPU.
+            model_kwargs.setdefault("max_memory", _gpu_memory_caps())
         model, processor = load_pretrained(adapter.name, checkpoint, lambda: (
-            model_class.from_pretrained(checkpoint, dtype=dtype), AutoProcessor.from_pretrained(checkpoint),
+            model_class.from_pretrained(checkpoint, dtype=dtype, **model_kwargs),
+            load_processor(checkpoint, args, image_only=adapter.modality == "image"),
         ))
+    check_private_helpers(model)
     return finish_load(adapter, model, processor, dtype, device)
+
+
+def load_processor(checkpoint: str, args: ModelArgs, image_only: bool) -> Any:
+    """The checkpoint's processor (AutoProcessor), with `model.args`' processor settings.
+
+    The image families' processors (Qwen-VL, InternVL, LLaVA-OneVision, VideoLLaMA3) also hold a
+    video processor, and transformers' video processors need torchvision, which a CPU install of
+    torch lacks. An image run never calls it, so for an image family the processor is then built
+    from the checkpoint's own tokenizer, image processor, chat template and processor settings,
+    with `FrameVideoProcessor` in the video slot. A video family keeps the ImportError, which
+    `load_pretrained` reports in one line.
+    """
+    kwargs = args.processor_kwargs()
+    try:
+        return AutoProcessor.from_pretrained(checkpoint, **kwargs)
+    except ImportError as error:
+        if not image_only or "torchvision" not in str(error).lower():
+            raise
+    hub = {k: v for k, v in kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "trust_remote_code")}
+    processor_class = PROCESSOR_MAPPING[type(AutoConfig.from_pretrained(checkpoint, **hub))]
+    image_processor = AutoImageProcessor.from_pretrained(checkpoint, **kwargs)
+    settings, _ = processor_class.get_processor_dict(checkpoint, **hub)
+    accepted = inspect.signature(processor_class.__init__).parameters
+    own = {k: v for k, v in settings.items() if k in accepted and k not in processor_class.get_attributes()}
+    return processor_class(
+        image_processor=image_processor, tokenizer=AutoTokenizer.from_pretrained(checkpoint, **hub),
+        video_processor=FrameVideoProcessor(image_processor), **own,
+    )
+
+
+def _gpu_memory_caps() -> dict[int, int]:
+    """Every visible GPU's free memory, as device_map's max_memory (no CPU entry)."""
+    return {index: torch.cuda.mem_get_info(index)[0] for index in range(torch.cuda.device_count())}
 
 
 def chat_template_image_inputs(

@@ -32,6 +32,7 @@ from transformers import (
 )
 
 from pipeline.api import LoadedModel, Visual
+from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import (
     FrameVideoProcessor,
@@ -39,6 +40,7 @@ from pipeline.models._common import (
     load_model,
 )
 from pipeline.models.tiny import (
+    TokenizerFactory,
     chatml_template,
     seeded_init,
     tiny_text_config,
@@ -54,10 +56,10 @@ TINY_IMAGE_SIZE = 56
 TINY_IMAGE_SEQ_LENGTH = 4  # (56 / 14)^2 patches, pixel-shuffled by downsample_ratio 0.5: 2 x 2
 
 
-def tiny_internvl() -> tuple[InternVLForConditionalGeneration, InternVLProcessor]:
+def tiny_internvl(make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[InternVLForConditionalGeneration, InternVLProcessor]:
     """A random InternVL with the real architecture (InternViT, pixel shuffle, MLP projector, Qwen2
     language model), 16 text layers, 56-pixel tiles and a word-level tokenizer."""
-    tokenizer = tiny_tokenizer(["<|im_start|>", "<|im_end|>"], NAMED_TOKENS)
+    tokenizer = make_tokenizer(["<|im_start|>", "<|im_end|>"], NAMED_TOKENS)
     vision = InternVLVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         image_size=[TINY_IMAGE_SIZE, TINY_IMAGE_SIZE], patch_size=[14, 14],
@@ -71,7 +73,7 @@ def tiny_internvl() -> tuple[InternVLForConditionalGeneration, InternVLProcessor
     # The processor always tiles (as the real checkpoints do, up to 12 tiles plus a thumbnail);
     # at most two tiles keep the tiny sequences short while still exercising the tiling.
     image_processor = GotOcr2ImageProcessorPil(
-        size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}, max_patches=2,
+        size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}, crop_to_patches=True, max_patches=2,
         image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
     )
     processor = InternVLProcessor(
@@ -87,10 +89,12 @@ class InternVLAdapter:
     modality = "image"
     default_target_layers = (6, 7, 8)
     default_locore_layers = (9, 14)
+    build_tiny = staticmethod(tiny_internvl)  # (make_tokenizer) -> (model, processor)
     default_locore_beta = 0.15
+    processor_args = ("max_patches",)
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        return load_model(self, checkpoint, dtype, device, InternVLForConditionalGeneration, tiny_internvl)
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
+        return load_model(self, checkpoint, dtype, device, InternVLForConditionalGeneration, self.build_tiny, args)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]

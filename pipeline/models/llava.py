@@ -20,9 +20,10 @@ from transformers import (
 )
 
 from pipeline.api import LoadedModel, Visual
+from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import load_model, to_model
-from pipeline.models.tiny import seeded_init, tiny_tokenizer
+from pipeline.models.tiny import TokenizerFactory, seeded_init, tiny_tokenizer
 
 SYSTEM_PROMPT = (
     "A chat between a curious human and an artificial intelligence assistant. "
@@ -32,10 +33,10 @@ IMAGE_TOKEN = "<image>"
 PROMPT_TEMPLATE = f"{SYSTEM_PROMPT} USER: {IMAGE_TOKEN}\n{{prompt}} ASSISTANT:"
 
 
-def tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+def tiny_llava(make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     """A random LLaVA with the real architecture, 16 text layers (so the paper's layer defaults
     exist), a 56-pixel CLIP tower and a word-level tokenizer; builds in well under a second."""
-    tokenizer = tiny_tokenizer([IMAGE_TOKEN])
+    tokenizer = make_tokenizer([IMAGE_TOKEN])
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     vision = CLIPVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -67,10 +68,11 @@ class Llava15Adapter:
     modality = "image"
     default_target_layers = (6, 7, 8)
     default_locore_layers = (9, 14)
+    build_tiny = staticmethod(tiny_llava)  # (make_tokenizer) -> (model, processor)
     default_locore_beta = 0.15
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        return load_model(self, checkpoint, dtype, device, LlavaForConditionalGeneration, tiny_llava)
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
+        return load_model(self, checkpoint, dtype, device, LlavaForConditionalGeneration, self.build_tiny, args)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from pipeline.api import LoadedModel, Visual
+from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import (
     FrameVideoProcessor,
@@ -34,6 +35,7 @@ from pipeline.models._common import (
     load_model,
 )
 from pipeline.models.tiny import (
+    TokenizerFactory,
     seeded_init,
     tiny_clip_image_processor,
     tiny_clip_vision_config,
@@ -47,10 +49,10 @@ PROMPT_TEMPLATE = f"USER: {VIDEO_TOKEN}\n{{prompt}} ASSISTANT:"  # the model car
 TINY_IMAGE_SIZE = 56
 
 
-def tiny_llava_next_video() -> tuple[LlavaNextVideoForConditionalGeneration, LlavaNextVideoProcessor]:
+def tiny_llava_next_video(make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[LlavaNextVideoForConditionalGeneration, LlavaNextVideoProcessor]:
     """A random LLaVA-NeXT-Video with the real architecture (CLIP tower, 2x2 average pooling of each
     frame, projector), 16 text layers, 56-pixel frames (4 tokens each) and a word-level tokenizer."""
-    tokenizer = tiny_tokenizer([IMAGE_TOKEN, VIDEO_TOKEN])
+    tokenizer = make_tokenizer([IMAGE_TOKEN, VIDEO_TOKEN])
     pinpoints = [[TINY_IMAGE_SIZE, TINY_IMAGE_SIZE], [TINY_IMAGE_SIZE, 2 * TINY_IMAGE_SIZE]]
     config = LlavaNextVideoConfig(
         vision_config=tiny_clip_vision_config(TINY_IMAGE_SIZE).to_dict(),
@@ -79,10 +81,11 @@ class LlavaNextVideoAdapter:
     modality = "video"
     default_target_layers = (6, 7, 8)
     default_locore_layers = (9, 14)
+    build_tiny = staticmethod(tiny_llava_next_video)  # (make_tokenizer) -> (model, processor)
     default_locore_beta = 0.15
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        return load_model(self, checkpoint, dtype, device, LlavaNextVideoForConditionalGeneration, tiny_llava_next_video)
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
+        return load_model(self, checkpoint, dtype, device, LlavaNextVideoForConditionalGeneration, self.build_tiny, args)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]

@@ -41,6 +41,7 @@ from transformers.models.qwen2_vl.configuration_qwen2_vl import (
 )
 
 from pipeline.api import LoadedModel, Visual
+from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import (
     FrameVideoProcessor,
@@ -48,6 +49,7 @@ from pipeline.models._common import (
     load_model,
 )
 from pipeline.models.tiny import (
+    TokenizerFactory,
     TEXT_SIZES,
     chatml_template,
     seeded_init,
@@ -75,10 +77,13 @@ def _tiny_vision_config(config_class: type) -> Any:
     return config_class(**sizes, embed_dim=32, hidden_size=text_width, mlp_ratio=2)
 
 
-def tiny_qwen(model_class: type, config_class: type, text_class: type, vision_class: type) -> tuple[Any, Qwen2VLProcessor]:
+def tiny_qwen(
+    model_class: type, config_class: type, text_class: type, vision_class: type,
+    make_tokenizer: TokenizerFactory = tiny_tokenizer,
+) -> tuple[Any, Qwen2VLProcessor]:
     """A random Qwen2-VL or Qwen2.5-VL with the real architecture (M-RoPE, merged patches), 16
     text layers, a 56-pixel vision input and a word-level tokenizer; builds in about a second."""
-    tokenizer = tiny_tokenizer(SPECIAL_TOKENS)
+    tokenizer = make_tokenizer(SPECIAL_TOKENS)
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
         ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
         ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
@@ -95,8 +100,9 @@ def tiny_qwen(model_class: type, config_class: type, text_class: type, vision_cl
     return model, processor
 
 
-class _QwenVLAdapter:
-    """The shared adapter body; the registered classes below name the model classes."""
+class QwenVLAdapter:
+    """The shared adapter body of the Qwen-VL families (also Qwen3-VL's, pipeline/models/qwen3_vl.py);
+    the registered classes name the model classes."""
 
     name: str
     model_class: type
@@ -105,11 +111,14 @@ class _QwenVLAdapter:
     default_target_layers = (6, 7, 8)
     default_locore_layers = (9, 14)
     default_locore_beta = 0.20  # the paper's value for Qwen2-VL
+    processor_args = ("min_pixels", "max_pixels")
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        return load_model(
-            self, checkpoint, dtype, device, self.model_class, lambda: tiny_qwen(self.model_class, *self.tiny_classes)
-        )
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
+        return load_model(self, checkpoint, dtype, device, self.model_class, self.build_tiny, args)
+
+    def build_tiny(self, make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[Any, Qwen2VLProcessor]:
+        """The family's tiny random model and processor (make_tokenizer: see pipeline.models.tiny)."""
+        return tiny_qwen(self.model_class, *self.tiny_classes, make_tokenizer)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
@@ -122,14 +131,14 @@ class _QwenVLAdapter:
 
 
 @MODELS.register("qwen2_vl")
-class Qwen2VLAdapter(_QwenVLAdapter):
+class Qwen2VLAdapter(QwenVLAdapter):
     name = "qwen2_vl"
     model_class = Qwen2VLForConditionalGeneration
     tiny_classes = (Qwen2VLConfig, Qwen2VLTextConfig, Qwen2VLVisionConfig)
 
 
 @MODELS.register("qwen2_5_vl")
-class Qwen2_5_VLAdapter(_QwenVLAdapter):
+class Qwen2_5_VLAdapter(QwenVLAdapter):
     name = "qwen2_5_vl"
     model_class = Qwen2_5_VLForConditionalGeneration
     tiny_classes = (Qwen2_5_VLConfig, Qwen2_5_VLTextConfig, Qwen2_5_VLVisionConfig)

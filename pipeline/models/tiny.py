@@ -1,17 +1,23 @@
 """Tiny random models for the demo and the tests: real transformers classes, built offline.
 
-The tokenizer is a word-level vocabulary built in memory. Its words are caption words and the
-COCO object names, so the random model's output is text that CHAIR and POPE can score.
-Weights are seeded, so every actor of a run builds the identical model.
+Two tokenizers, both built in memory over caption words and the COCO object names, so the random
+model's output is text that CHAIR and POPE can score: `tiny_tokenizer`, a word-level vocabulary
+(one token per word; the `tiny` checkpoints use it), and `tiny_bpe_tokenizer`, a subword BPE
+trained in memory the way the real families' tokenizers are built (byte-level as Qwen's and
+InternVL's, or SentencePiece-style "▁" pieces with a leading <s> as LLaMA/Vicuna's), in which long
+object words such as "giraffe" or "toothbrush" split into several pieces. Checkpoint-shaped test
+fixtures (tests/checkpoints.py) use the BPE one. Weights are seeded, so every actor of a run
+builds the identical model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import string
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     CLIPImageProcessorPil,
     CLIPVisionConfig,
@@ -65,6 +71,65 @@ def tiny_tokenizer(
         unk_token="<unk>",
         padding_side="left",
         extra_special_tokens=named_tokens,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    return tokenizer
+
+
+TokenizerFactory = Callable[[list[str], "dict[str, str] | None"], PreTrainedTokenizerFast]
+"""(extra_special_tokens, named_tokens) -> tokenizer: what a tiny model builder takes to make its
+tokenizer (`tiny_tokenizer` by default, `tiny_bpe_tokenizer` for checkpoint-shaped fixtures)."""
+
+BPE_VOCAB_SIZE = 420
+"""Base alphabet plus a few hundred merges: enough for the short caption words to be one token and
+few enough that rare long object words stay split (see `tiny_bpe_tokenizer`)."""
+
+
+def _bpe_corpus() -> list[str]:
+    """Training text: caption words often (they become whole tokens), object names once each."""
+    caption = " ".join(_CAPTION_WORDS.split()[2:])
+    return [caption] * 50 + [f"a {word} ." for word in _COCO_WORDS.split()]
+
+
+def tiny_bpe_tokenizer(
+    extra_special_tokens: list[str],
+    named_tokens: dict[str, str] | None = None,
+    style: Literal["byte_level", "sentencepiece"] = "byte_level",
+) -> PreTrainedTokenizerFast:
+    """A subword BPE tokenizer trained in memory, laid out like a real family's.
+
+    Args:
+        extra_special_tokens: never-split tokens, e.g. '<image>' or '<|im_start|>'.
+        named_tokens: special tokens a processor reads as tokenizer attributes (see tiny_tokenizer).
+        style: "byte_level" (GPT-2/Qwen2: bytes mapped to characters, a space is part of the next
+            piece, no BOS) or "sentencepiece" (LLaMA/Vicuna: words start with "▁", a <s> opens
+            every sequence).
+    """
+    named_tokens = named_tokens or {}
+    specials = list(dict.fromkeys(extra_special_tokens + list(named_tokens.values())))
+    backend = Tokenizer(models.BPE(unk_token=None if style == "byte_level" else "<unk>"))
+    if style == "byte_level":
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        # Printable ASCII and newline (a prompt's "USER:" or "\n"), with the word marker for spaces.
+        alphabet = sorted(set(string.printable) - set(" \t\r\x0b\x0c") | {"\u2581"})
+    trainer = trainers.BpeTrainer(
+        vocab_size=BPE_VOCAB_SIZE + len(alphabet) - 256, special_tokens=SPECIAL_TOKENS + specials,
+        initial_alphabet=alphabet, show_progress=False,
+    )
+    backend.train_from_iterator(_bpe_corpus(), trainer=trainer)
+    if style == "sentencepiece":
+        bos = backend.token_to_id("<s>")
+        backend.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+        )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        padding_side="left", extra_special_tokens=named_tokens,
     )
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
     return tokenizer

@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from pipeline.api import LoadedModel, Visual
+from pipeline.config import ModelArgs
 from pipeline.models import MODELS
 from pipeline.models._common import (
     FrameVideoProcessor,
@@ -31,6 +32,7 @@ from pipeline.models._common import (
     load_model,
 )
 from pipeline.models.tiny import (
+    TokenizerFactory,
     seeded_init,
     tiny_clip_image_processor,
     tiny_clip_vision_config,
@@ -43,10 +45,10 @@ VIDEO_TOKEN = "<video>"
 PROMPT_TEMPLATE = f"USER: {VIDEO_TOKEN}\n{{prompt}} ASSISTANT:"  # the model card's conversation
 
 
-def tiny_video_llava() -> tuple[VideoLlavaForConditionalGeneration, VideoLlavaProcessor]:
+def tiny_video_llava(make_tokenizer: TokenizerFactory = tiny_tokenizer) -> tuple[VideoLlavaForConditionalGeneration, VideoLlavaProcessor]:
     """A random Video-LLaVA with the real architecture (separate CLIP image and video towers, one
     projector), 16 text layers, 56-pixel frames (17 tokens each) and a word-level tokenizer."""
-    tokenizer = tiny_tokenizer([IMAGE_TOKEN, VIDEO_TOKEN])
+    tokenizer = make_tokenizer([IMAGE_TOKEN, VIDEO_TOKEN])
     config = VideoLlavaConfig(
         vision_config=tiny_clip_vision_config().to_dict(),
         text_config=tiny_text_config(LlamaConfig, tokenizer).to_dict(),
@@ -69,10 +71,11 @@ class VideoLlavaAdapter:
     modality = "video"
     default_target_layers = (6, 7, 8)
     default_locore_layers = (9, 14)
+    build_tiny = staticmethod(tiny_video_llava)  # (make_tokenizer) -> (model, processor)
     default_locore_beta = 0.15
 
-    def load(self, checkpoint: str, dtype: torch.dtype, device: str) -> LoadedModel:
-        return load_model(self, checkpoint, dtype, device, VideoLlavaForConditionalGeneration, tiny_video_llava)
+    def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
+        return load_model(self, checkpoint, dtype, device, VideoLlavaForConditionalGeneration, self.build_tiny, args)
 
     def build_inputs(
         self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
