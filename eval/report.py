@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from eval.api import ScoringError
 from eval.html.page import (
     figure_data_uri,
     fmt,
@@ -138,9 +139,11 @@ def benchmark_root(run_dir: Path) -> Path | None:
 
 def saliency_bins_uri(bins: list[dict[str, Any]], title: str) -> str:
     """Bar chart of hallucination rate per saliency bin, as a data URI."""
+    from eval.metrics.saliency_bins import bin_label  # CHAIR's NLP stack only for CHAIR reports
+
     figure, axes = new_figure()
     axis = axes[0][0]
-    axis.bar([f"{b['lo']:g}–{b['hi']:g}" for b in bins], [b["rate"] or 0.0 for b in bins], color="#c0504d")
+    axis.bar([bin_label(b) for b in bins], [b["rate"] or 0.0 for b in bins], color="#c0504d")
     axis.set_title(title)
     axis.set_xlabel("saliency of the object token")
     axis.set_ylabel("hallucination rate")
@@ -158,10 +161,28 @@ def _saliency_section(run_dir: Path, scores: dict[str, Any]) -> str:
         return ('<p class="muted">No saliency recorded: run SGRS, or set method.record_saliency: true.</p>')
     result = score_saliency_bins(run_dir, root, tagger=scores["metrics"]["chair"].get("tagger", "auto"), plot=False)
     summary = (
-        f"<p>{result['n_object_tokens']} object tokens; mean saliency correct "
+        f"<p>{result['n_object_tokens']} object tokens, {result['binning']['mode']} bins; mean saliency correct "
         f"{fmt(result['mean_saliency_correct'])}, hallucinated {fmt(result['mean_saliency_hallucinated'])}.</p>"
     )
     return summary + img(saliency_bins_uri(result["bins"], scores["run_id"]), "saliency vs hallucination")
+
+
+def _claims_section(run_dir: Path, scores: dict[str, Any]) -> str | None:
+    """The claims report (eval.claims) of a CHAIR run that recorded saliency, else None."""
+    from eval.claims import BIN_COLUMNS, CLAIM_COLUMNS, bin_rows, claim_rows, claims, summary_line, threshold_line
+
+    root = benchmark_root(run_dir)
+    if "chair" not in scores["metrics"] or root is None:
+        return None
+    saliency = read_generations(run_dir, columns=["saliency"]).column("saliency")
+    if saliency.null_count == len(saliency):
+        return None
+    try:
+        result = claims(run_dir, root, tagger=scores["metrics"]["chair"].get("tagger", "auto"))
+    except ScoringError as error:  # saliency recorded, but no caption names an object
+        return f'<p class="muted">{html.escape(str(error))}</p>'
+    return (f"<p>{html.escape(summary_line(result))}</p>" + html_table(claim_rows(result), CLAIM_COLUMNS)
+            + f"<p>{html.escape(threshold_line(result))}</p>" + html_table(bin_rows(result), BIN_COLUMNS))
 
 
 def _token_spans(row: dict[str, Any], marks: dict[int, bool], top: float) -> str:
@@ -223,6 +244,9 @@ def render_html(run_dir: Path) -> str:
         sections.append(("Breakdown", html_table(breakdown, list(dict.fromkeys(k for r in breakdown for k in r)))))
     if "chair" in scores["metrics"]:
         sections.append(("Saliency vs hallucination", _saliency_section(run_dir, scores)))
+        claims_section = _claims_section(run_dir, scores)
+        if claims_section:
+            sections.append(("Claims: the paper's saliency findings", claims_section))
         sections.append(("Example captions", _captions_section(run_dir, scores)))
     rows, columns = example_rows(run_dir, EXAMPLE_ROWS)
     sections.append((f"First {len(rows)} samples (by sample id)", html_table(rows, columns)))

@@ -25,7 +25,7 @@ from pipeline.registry import UnknownNameError
 # Modules that contribute commands, in the order `halleval --help` lists them.
 COMMAND_MODULES = (
     "jobs.run", "jobs.listing", "jobs.demo", "jobs.score", "jobs.report", "jobs.compare", "jobs.tracking", "jobs.data", "jobs.verify",
-    "jobs.grid", "jobs.nightly",
+    "jobs.grid", "jobs.nightly", "jobs.organism",
 )
 
 

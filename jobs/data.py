@@ -3,6 +3,7 @@
 - `halleval data synth --out DIR`: the bundled synthetic benchmark, in every real format.
 - `halleval data pope --coco DIR --out DIR`: POPE's random/popular/adversarial question files
   built from COCO val2014 instances, as POPE's own `main.py` builds them.
+- `halleval data organism --out DIR`: the model organism's held-out CHAIR (COCO) and POPE sets.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ def _pope(args: argparse.Namespace) -> int:
         f"point benchmark.root at {out} and put (or link) the val2014 images in "
         f"{out / 'images'}; see docs/datasets.md"
     )
+    return 0
+
+
+def _organism(args: argparse.Namespace) -> int:
+    from pipeline.organism.heldout import write_heldout
+
+    roots = write_heldout(args.out, seed=args.seed)
+    print(f"wrote the organism's held-out sets (seed {args.seed}) to {args.out}; benchmark roots:")
+    print(f"  chair  {roots.coco_root}\n  pope   {roots.pope_root}")
     return 0
 
 
@@ -73,3 +83,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--n-images", type=int, default=500, help="images to sample (default: 500, as POPE)"
     )
     pope.set_defaults(handler=_pope)
+
+    organism = commands.add_parser(
+        "organism",
+        help="write the model organism's held-out CHAIR and POPE sets",
+        description="Write the held-out scenes of the model organism (docs/organism.md): 60 regular, "
+        "60 trigger (the cue without its partner) and 30 pair scenes as COCO val2014 files with "
+        "organism.json (groups), and POPE random/popular/adversarial question files.",
+    )
+    organism.add_argument("--out", required=True, help="output folder (gets coco/ and pope/)")
+    organism.add_argument("--seed", type=int, default=0, help="the organism's seed (default: 0)")
+    organism.set_defaults(handler=_organism)

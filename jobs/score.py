@@ -168,13 +168,18 @@ def _run_benchmark_root(run_dir: Path) -> str:
 
 
 def _saliency_bins(args: argparse.Namespace) -> int:
+    from eval.api import ScoringError
     from eval.metrics.saliency_bins import score_saliency_bins
 
-    bins = tuple(float(edge) for edge in args.bins.split(","))
+    try:
+        bins = tuple(float(edge) for edge in args.bins.split(",")) if args.bins else None
+    except ValueError:
+        raise ScoringError(f"--bins {args.bins!r}: give comma-separated numbers, e.g. 0,0.1,0.2,1") from None
     annotations = args.coco_annotations or _run_benchmark_root(Path(args.run))
-    result = score_saliency_bins(args.run, annotations, bins, args.tagger)
+    result = score_saliency_bins(args.run, annotations, bins, args.tagger, binning=args.binning)
+    print(f"binning: {result['binning']['mode']}", file=sys.stderr)
     for b in result["bins"]:
-        print(f"[{b['lo']:g}, {b['hi']:g})  tokens={b['tokens']:<6} hallucinated={b['hallucinated']:<6} rate={b['rate']}",
+        print(f"[{b['lo']:.4g}, {b['hi']:.4g})  tokens={b['tokens']:<6} hallucinated={b['hallucinated']:<6} rate={b['rate']}",
               file=sys.stderr)
     _table(result, ["mean_saliency_correct", "mean_saliency_hallucinated", "n_object_tokens", "plot"])
     write_result(result, args.out)
@@ -257,5 +262,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bins.add_argument("--run", required=True, help="a run folder (with generations/)")
     bins.add_argument("--coco-annotations", help="folder with the COCO annotation JSONs "
                       "(default: the benchmark root recorded in the run's config.yaml)")
-    bins.add_argument("--bins", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0", help="increasing bin edges")
+    bins.add_argument("--binning", default="quantile", choices=("quantile", "fixed", "normalised"),
+                      help="quantile: 5 bins of equal token counts (default); fixed: --bins on raw saliency; "
+                      "normalised: --bins on saliency / the run's largest object-token saliency")
+    bins.add_argument("--bins", help="increasing bin edges for fixed/normalised (default 0,0.1,...,1.0)")
     bins.add_argument("--tagger", default="auto", choices=TAGGER_CHOICES, help="POS tagger for CHAIR")

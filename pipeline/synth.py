@@ -21,6 +21,7 @@ the same bytes.
 from __future__ import annotations
 
 import colorsys
+import io
 import json
 import random
 from dataclasses import dataclass
@@ -235,10 +236,38 @@ def _draw_scene(rng: random.Random, size: tuple[int, int] = (WIDTH, HEIGHT)) -> 
     return picture, scene, names, boxes
 
 
-def _write_coco(root: Path, rng: random.Random, n_images: int) -> None:
+@dataclass(frozen=True)
+class CocoEntry:
+    """One image of a COCO-format set: its JPEG bytes, annotated objects and reference captions.
+
+    Attributes:
+        image_id: the COCO image id (the file is COCO_val2014_<id:012d>.jpg).
+        jpeg: the encoded image, written as is.
+        size: (width, height) in pixels.
+        names: category names, one per annotated object.
+        boxes: (x, y, w, h) of each object.
+        captions: the reference captions.
+    """
+
+    image_id: int
+    jpeg: bytes
+    size: tuple[int, int]
+    names: tuple[str, ...]
+    boxes: tuple[tuple[int, int, int, int], ...]
+    captions: tuple[str, ...]
+
+
+def write_coco(root: Path, entries: list[CocoEntry], description: str) -> None:
+    """Writes `entries` in the COCO 2014 layout: val2014/*.jpg, instances_ and captions_val2014.json.
+
+    Args:
+        root: the COCO root (gets `val2014/` and `annotations/`).
+        entries: the images in id order.
+        description: the `info.description` of both annotation files.
+    """
     image_dir(root).mkdir(parents=True, exist_ok=True)
     info = {
-        "description": "halleval synthetic benchmark in COCO format",
+        "description": description,
         "version": "1.0",
         "year": 2014,
         "contributor": "halleval",
@@ -250,33 +279,25 @@ def _write_coco(root: Path, rng: random.Random, n_images: int) -> None:
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     captions: list[dict[str, Any]] = []
-    # Real val2014 ids are below 581930; random ones make file names look like the real set.
-    for image_id in sorted(rng.sample(range(1, 581930), n_images)):
-        picture, scene, names, boxes = _draw_scene(rng)
-        for name, box in zip(names, boxes, strict=True):
-            annotations.append(_annotation(len(annotations) + 1, image_id, CATEGORY_IDS[name], box))
-        file_name = f"COCO_{SPLIT}_{image_id:012d}.jpg"
-        picture.save(image_dir(root) / file_name, format="JPEG", quality=JPEG_QUALITY)
+    for entry in entries:
+        for name, box in zip(entry.names, entry.boxes, strict=True):
+            annotations.append(_annotation(len(annotations) + 1, entry.image_id, CATEGORY_IDS[name], box))
+        file_name = f"COCO_{SPLIT}_{entry.image_id:012d}.jpg"
+        (image_dir(root) / file_name).write_bytes(entry.jpeg)
         images.append(
             {
                 "license": 1,
                 "file_name": file_name,
                 "coco_url": f"http://images.cocodataset.org/{SPLIT}/{file_name}",
-                "height": HEIGHT,
-                "width": WIDTH,
+                "height": entry.size[1],
+                "width": entry.size[0],
                 "date_captured": "2014-01-01 00:00:00",
                 "flickr_url": "",
-                "id": image_id,
+                "id": entry.image_id,
             }
         )
-        for template in CAPTION_TEMPLATES:
-            captions.append(
-                {
-                    "image_id": image_id,
-                    "id": len(captions) + 1,
-                    "caption": _caption(template, scene, names),
-                }
-            )
+        for caption in entry.captions:
+            captions.append({"image_id": entry.image_id, "id": len(captions) + 1, "caption": caption})
     categories = [
         {"supercategory": supercategory, "id": category_id, "name": name}
         for category_id, name, supercategory in COCO_CATEGORIES
@@ -290,6 +311,18 @@ def _write_coco(root: Path, rng: random.Random, n_images: int) -> None:
         captions_path(root),
         {"info": info, "images": images, "licenses": licenses, "annotations": captions},
     )
+
+
+def _write_coco(root: Path, rng: random.Random, n_images: int) -> None:
+    entries = []
+    # Real val2014 ids are below 581930; random ones make file names look like the real set.
+    for image_id in sorted(rng.sample(range(1, 581930), n_images)):
+        picture, scene, names, boxes = _draw_scene(rng)
+        jpeg = io.BytesIO()
+        picture.save(jpeg, format="JPEG", quality=JPEG_QUALITY)
+        captions = tuple(_caption(template, scene, names) for template in CAPTION_TEMPLATES)
+        entries.append(CocoEntry(image_id, jpeg.getvalue(), picture.size, tuple(names), tuple(boxes), captions))
+    write_coco(root, entries, "halleval synthetic benchmark in COCO format")
 
 
 def _yes_no_pair(rng: random.Random, names: list[str]) -> list[tuple[str, str]]:
@@ -478,7 +511,17 @@ def _draw_object(
     width, height = size
     w, h = rng.randint(width // 7, width * 5 // 14), rng.randint(height // 6, height * 5 // 12)
     x, y = rng.randint(0, width - w), rng.randint(0, height - h)
-    corners = (x, y, x + w - 1, y + h - 1)
+    draw_category(draw, name, (x, y, x + w - 1, y + h - 1))
+    return x, y, w, h
+
+
+def draw_category(draw: ImageDraw.ImageDraw, name: str, corners: tuple[int, int, int, int]) -> None:
+    """Draws category `name` inside `corners` (left, top, right, bottom) as its fixed shape and colour.
+
+    The shape is a rectangle, an ellipse or a triangle by category id; the colour is `_colour`.
+    The model organism (`pipeline.organism`) draws its scenes with the same rule.
+    """
+    left, top, right, bottom = corners
     kind = CATEGORY_IDS[name] % 3
     if kind == 0:
         draw.rectangle(corners, fill=_colour(name), outline=(0, 0, 0))
@@ -486,11 +529,10 @@ def _draw_object(
         draw.ellipse(corners, fill=_colour(name), outline=(0, 0, 0))
     else:
         draw.polygon(
-            [(x + w // 2, y), (x, y + h - 1), (x + w - 1, y + h - 1)],
+            [((left + right + 1) // 2, top), (left, bottom), (right, bottom)],
             fill=_colour(name),
             outline=(0, 0, 0),
         )
-    return x, y, w, h
 
 
 def _annotation(

@@ -44,7 +44,7 @@ def test_bins_rates_and_means(tmp_path):
     ]
     (tmp_path / "generations").mkdir()
     pq.write_table(to_table(rows), tmp_path / "generations" / "part-0.parquet")
-    result = score_saliency_bins(tmp_path, COCO, bins=(0.0, 0.1, 0.2, 1.0))
+    result = score_saliency_bins(tmp_path, COCO, bins=(0.0, 0.1, 0.2, 1.0), binning="fixed")
     assert [(b["tokens"], b["hallucinated"]) for b in result["bins"]] == [(1, 1), (2, 2), (1, 0)]
     assert result["bins"][1]["rate"] == 1.0 and result["bins"][2]["rate"] == 0.0
     assert result["mean_saliency_correct"] == pytest.approx(0.85)

@@ -109,7 +109,9 @@ def saliency_bins_by_method(output_dir: Path, rows: list[dict[str, Any]]) -> dic
         root = benchmark_root(run_dir)
         if root is None:
             continue
-        bins = score_saliency_bins(run_dir, root, tagger=row.get("chair.tagger") or "auto", plot=False)["bins"]
+        # Fixed edges: pooling adds counts bin by bin, which needs the same edges in every cell.
+        bins = score_saliency_bins(run_dir, root, tagger=row.get("chair.tagger") or "auto", plot=False,
+                                   binning="fixed")["bins"]
         if row["method"] not in pooled:
             pooled[row["method"]] = [{**b, "tokens": 0, "hallucinated": 0} for b in bins]
         for total, part in zip(pooled[row["method"]], bins):

@@ -13,7 +13,7 @@ builds the identical model.
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -44,18 +44,22 @@ VOCAB_WORDS = list(dict.fromkeys(_CAPTION_WORDS.split() + _COCO_WORDS.split()))
 
 
 def tiny_tokenizer(
-    extra_special_tokens: list[str], named_tokens: dict[str, str] | None = None
+    extra_special_tokens: list[str],
+    named_tokens: dict[str, str] | None = None,
+    vocab_words: Sequence[str] = tuple(VOCAB_WORDS),
 ) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over VOCAB_WORDS.
+    """A word-level tokenizer over `vocab_words` (by default VOCAB_WORDS), split on whitespace.
 
     Args:
-        extra_special_tokens: never-split tokens, e.g. '<image>' or '<|im_start|>'.
+        extra_special_tokens: never-split tokens, e.g. '<image>' or '<|im_start|>' (a token may
+            hold spaces: the model organism makes its whole system prompt one token).
         named_tokens: special tokens that a processor reads as tokenizer attributes, e.g.
             {"context_image_token": "<IMG_CONTEXT>"} gives `tokenizer.context_image_token(_id)`.
+        vocab_words: the ordinary words, after the special tokens in id order.
     """
     named_tokens = named_tokens or {}
     specials = list(dict.fromkeys(extra_special_tokens + list(named_tokens.values())))
-    words = SPECIAL_TOKENS + specials + VOCAB_WORDS
+    words = SPECIAL_TOKENS + specials + list(vocab_words)
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
