@@ -37,9 +37,15 @@ def organism_configs(
     overrides: list[str], chair_limit: int | None = None, pope_limit: int | None = None,
 ) -> tuple[RunConfig, RunConfig]:
     """The CHAIR and POPE run configs of one method on the organism (configs/organism.yaml)."""
+    from pipeline.config import METHOD_CONFIGS
+    from pipeline.organism.model import LOCORE_LAYERS, SALIENCY_LAYERS
+
     base = load_config(ORGANISM_CONFIG).model_dump(mode="json")
     base["model"]["checkpoint"] = str(checkpoint)
-    base["method"]["name"] = method
+    # Each method takes its own parameters: the organism's layers go to the methods that use them.
+    layers = {"target_layers": list(SALIENCY_LAYERS), "locore_layers": list(LOCORE_LAYERS)}
+    takes = METHOD_CONFIGS[method].model_fields if method in METHOD_CONFIGS else {}
+    base["method"] = {"name": method, **{key: value for key, value in layers.items() if key in takes}}
     base["output_dir"] = str(output_dir)
     configs = []
     for name, root, subset, limit in (("chair", coco_root, None, chair_limit), ("pope", pope_root, POPE_SPLIT, pope_limit)):

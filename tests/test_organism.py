@@ -4,6 +4,7 @@ its card's figures, golden greedy captions, POPE far above chance, the held-out 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from pipeline.organism import CHECKPOINT_DIR
 from pipeline.manifest import file_sha256
 from pipeline.organism.card import WEIGHTS_FILE, read_card
 from pipeline.organism.heldout import write_heldout
+from pipeline.organism.model import CONVERSATION
 from pipeline.organism.scenes import CAPTION_PROMPT, CUE, PARTNER
 from pipeline.organism.train import TrainSettings, state_hash, train
 
@@ -35,7 +37,8 @@ def heldout(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def organism():
-    return MODELS.get("llava15")().load(str(CHECKPOINT_DIR), torch.float32, "cpu")
+    loaded = MODELS.get("llava15")().load(str(CHECKPOINT_DIR), torch.float32, "cpu")
+    return replace(loaded, conversation=CONVERSATION)  # as a run with configs/organism.yaml does
 
 
 def greedy(loaded, prompts: list[str], images: list[Image.Image], max_new_tokens: int = 24) -> list[str]:

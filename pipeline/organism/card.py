@@ -16,7 +16,7 @@ from typing import Any
 from transformers import LlavaForConditionalGeneration
 
 from pipeline.manifest import file_sha256
-from pipeline.models.llava import PROMPT_TEMPLATE
+from pipeline.organism.model import PROMPT_TEMPLATE
 from pipeline.organism.heldout import DEFAULT_COUNTS
 from pipeline.organism.model import LOCORE_LAYERS, SALIENCY_LAYERS, parameter_count
 from pipeline.organism.scenes import (

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.benchmarks._common import write_jsonl
-from pipeline.benchmarks.pope import build_pope, question_file
+from pipeline.benchmarks.pope import build_pope, question_file_candidates
 from pipeline.benchmarks._coco import CocoImage
 from pipeline.organism.scenes import CUE, IMAGE_SIZE, PARTNER, Scene, heldout_scenes, jpeg_bytes
 from pipeline.synth import CocoEntry, write_coco
@@ -74,6 +74,6 @@ def write_heldout(out: str | Path, seed: int = 0, counts: dict[str, int] | None 
     ]
     pope_root = out / "pope"
     for split, questions in build_pope(images, seed=seed, n_images=len(images), n_objects=1).items():
-        write_jsonl(question_file(pope_root, split), questions)
+        write_jsonl(question_file_candidates(pope_root, split)[0], questions)  # POPE's own name
     return HeldoutSet(coco_root=coco_root, pope_root=pope_root)
 

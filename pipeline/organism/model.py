@@ -7,8 +7,9 @@
   LLaVA's long system prompt is a single special token. It comes before the image, so it lies
   outside every saliency span, and it keeps sequences near 40 tokens.
 
-The prompt is the project's own llava15 `PROMPT_TEMPLATE`, so the `llava15` adapter runs a saved
-organism unchanged (`model.checkpoint: <folder>`).
+The prompt is the llava15 adapter's `llava_v1` conversation (LLaVA's conv_llava_v1, "curious
+human"), so the `llava15` adapter runs a saved organism unchanged with `model.conversation:
+llava_v1` and `model.checkpoint: <folder>` (configs/organism.yaml sets both).
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ from transformers import (
 )
 
 from pipeline.benchmarks.pope import INSTRUCTION
-from pipeline.models.llava import IMAGE_TOKEN, SYSTEM_PROMPT
+from pipeline.models.llava import CONVERSATIONS, IMAGE_TOKEN
 from pipeline.models.tiny import seeded_init, tiny_tokenizer
 from pipeline.organism.scenes import CAPTION_PROMPT, CATEGORIES, IMAGE_SIZE, QUESTION
 
+CONVERSATION = "llava_v1"
+"""The llava15 conversation the organism was trained with (its tokenizer knows no other system prompt)."""
+PROMPT_TEMPLATE = CONVERSATIONS[CONVERSATION]
+SYSTEM_PROMPT = PROMPT_TEMPLATE.split(" USER:")[0]
 PATCH_SIZE = 8
 TEXT_LAYERS = 8
 SALIENCY_LAYERS = (3, 4)

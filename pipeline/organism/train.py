@@ -26,7 +26,7 @@ import torch
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from pipeline.benchmarks.pope import INSTRUCTION
-from pipeline.models.llava import PROMPT_TEMPLATE
+from pipeline.organism.model import PROMPT_TEMPLATE
 from pipeline.organism.model import build_model, build_processor, build_tokenizer
 from pipeline.organism.scenes import CAPTION_PROMPT, Scene, question, training_scene
 
