@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -24,6 +23,7 @@ from pipeline.inference import token_pieces
 from pipeline.models import MODELS
 from pipeline.models._common import actor_placement
 from pipeline.models.tiny import tiny_bpe_tokenizer
+from pipeline.schema import read_generations
 
 from checkpoints import build_for_checkpoint, save_checkpoint
 from test_models import PROMPTS, visuals_for
@@ -189,7 +189,7 @@ def test_halleval_run_on_a_checkpoint_folder_end_to_end(name, method, args, fold
     run_dir = _run(tmp_path, {"name": name, "checkpoint": str(folders[name]), "args": args}, method, synth.coco_root)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["model_args"] == args
-    rows = pq.read_table(sorted(run_dir.rglob("*.parquet"))[0].parent).to_pylist()
+    rows = read_generations(run_dir).to_pylist()
     generated = [row for row in rows if row.get("output_text") is not None]
     assert len(generated) == 4 and not any(row["error"] for row in generated)
     tokenizer = MODELS.get(name)().load(str(folders[name]), torch.float32, "cpu").tokenizer
