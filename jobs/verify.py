@@ -86,7 +86,7 @@ def _check_scores(
         if recorded is None:
             problems.append(f"{SCORES_FILE} lacks metric {metric!r}")
             continue
-        fresh = json.loads(json.dumps(score_metric(metric, context)))  # as scores.json stores it
+        fresh = json.loads(json.dumps(score_metric(metric, context).output))  # as scores.json stores it
         difference = first_difference(recorded, fresh)
         if difference is not None:
             problems.append(f"{SCORES_FILE} {metric} differs from a re-score of the rows: {difference}")
