@@ -26,10 +26,11 @@ ORGANISM_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "organism
 DEMO_METHODS = ("greedy", "sample", "locore", "sgrs", "sgrs+locore")
 POPE_SPLIT = "adversarial"  # its "no" question on a trigger image asks about the partner
 TABLE_COLUMNS = (
-    ("method", "method"), ("CHAIR_s", "chair_s"), ("CHAIR_i", "chair_i"), ("recall", "recall"),
-    ("planted", "planted_rate"), ("partner recall", "partner_recall"), ("POPE F1", "pope_f1"),
-    ("POPE acc", "pope_accuracy"), ("rejections/caption", "rejections"), ("s/sample", "seconds_per_sample"),
+    ("method", "method"), ("CHAIR_s ↓", "chair_s"), ("CHAIR_i ↓", "chair_i"), ("recall ↑", "recall"),
+    ("planted ↓", "planted_rate"), ("partner recall ↑", "partner_recall"), ("POPE F1 ↑", "pope_f1"),
+    ("POPE acc ↑", "pope_accuracy"), ("rejections/caption", "rejections"), ("s/sample", "seconds_per_sample"),
 )
+"""Columns of the comparison, with the direction of each score (↓ lower is better)."""
 
 
 def organism_configs(
@@ -73,6 +74,11 @@ def method_row(method: str, chair: RunConfig, chair_scores: dict[str, Any], pope
         "pope_f1": pope_metrics["f1"], "pope_accuracy": pope_metrics["accuracy"],
         "rejections": rejections,
         "seconds_per_sample": pc.mean(table.column("latency_s")).as_py(),
+        "stderr": {  # the scorers' bootstrap standard errors (scores.json), shown as "± se"
+            "chair_s": chair_metrics["stderr"].get("chair_s"), "chair_i": chair_metrics["stderr"].get("chair_i"),
+            "recall": chair_metrics["stderr"].get("recall"), "pope_f1": pope_metrics["stderr"].get("f1"),
+            "pope_accuracy": pope_metrics["stderr"].get("accuracy"),
+        },
         "n_captions": chair_metrics["n_captions"], "n_pope": pope_metrics["n"],
         "chair_run": chair_scores["run_id"], "pope_run": pope_scores["run_id"],
     }
@@ -100,7 +106,11 @@ def render_table(rows: list[dict[str, Any]]) -> list[str]:
 
     lines = ["| " + " | ".join(title for title, _ in TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for row in rows:
-        cells = [row["method"]] + [_cell(row[key], key, fmt) for _, key in TABLE_COLUMNS[1:]]
+        stderr = row.get("stderr", {})
+        cells = [row["method"]] + [
+            _cell(row[key], key, fmt) + (f" ± {stderr[key]:.3f}" if stderr.get(key) is not None else "")
+            for _, key in TABLE_COLUMNS[1:]
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

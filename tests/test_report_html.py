@@ -124,8 +124,9 @@ def test_grid_and_ledger_pages_render(local_ray, synth, tmp_path):
     from tests.test_nightly import _suite
 
     suite, ledger = _suite(synth, tmp_path), tmp_path / "ledger.parquet"
-    assert main(["nightly", str(suite), "--baseline", str(ledger), "--update-baseline"]) == 0
-    assert main(["nightly", str(suite), "--baseline", str(ledger), "--update-baseline"]) == 0
+    # Two nights (a re-run of one night replaces it in the ledger, so each gets its own name).
+    assert main(["nightly", str(suite), "--baseline", str(ledger), "--update-baseline", "--night", "n1"]) == 0
+    assert main(["nightly", str(suite), "--baseline", str(ledger), "--update-baseline", "--night", "n2"]) == 0
     grid_dir = next((tmp_path / "runs" / "nightly").glob("*/grids/tiny-nightly"))
     assert main(["report", str(grid_dir)]) == 0
     _check(grid_dir / "grid.html", tmp_path, n_images=0)
