@@ -17,42 +17,25 @@ import os
 import sys
 import tempfile
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the package and the tests' loopback endpoint
 
 from eval.judges import JudgeCache, JudgeSettings, judge_all, make_judge  # noqa: E402
+from judge_server import ChatEndpoint  # noqa: E402
+
+
+def _verdict(body: dict) -> str:
+    """A verdict that depends on the question, so a mix-up between items shows."""
+    number = int(body["messages"][-1]["content"].split("Question: q")[1].split("\n")[0])
+    return repr({"pred": "yes" if number % 3 else "no", "score": number % 6})
 
 
 def _serve_forever(latency_s: float, ports: multiprocessing.Queue) -> None:
-    """A chat-completions endpoint: after `latency_s`, a verdict that depends on the question."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints
-        # Headers and body go out as two writes; without TCP_NODELAY, Nagle's algorithm and the
-        # client's delayed ACK add ~40 ms to every reply on loopback (measured: 148 ms, not 100).
-        disable_nagle_algorithm = True
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            number = int(body["messages"][-1]["content"].split("Question: q")[1].split("\n")[0])
-            time.sleep(latency_s)
-            verdict = {"pred": "yes" if number % 3 else "no", "score": number % 6}
-            payload = json.dumps({"choices": [{"message": {"content": repr(verdict)}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    ports.put(server.server_port)
-    server.serve_forever(poll_interval=0.05)
+    endpoint = ChatEndpoint(_verdict, latency_s=latency_s)
+    ports.put(endpoint.port)
+    endpoint.serve_forever()
 
 
 def serve(latency_s: float) -> tuple[multiprocessing.Process, int]:

@@ -16,7 +16,7 @@ import pytest
 from eval.api import METRICS, ScoringContext, ScoringError
 from eval.metrics.llava_bench import JUDGE_CACHE_FILE, REVIEWS_FILE, read_answers, read_items, score_reviews
 from jobs.cli import main
-from judge_server import RecordingEndpoint
+from judge_server import ChatEndpoint
 from pipeline.schema import to_table
 
 FIXTURE = Path(__file__).parent / "fixtures" / "llava_bench"
@@ -42,7 +42,7 @@ def test_the_prompt_sent_equals_the_reference_scripts(tmp_path):
         content = body["messages"][1]["content"]
         return by_answer[content.split("[Assistant 2]\n")[1].split("\n\n[End of Assistant 2]")[0]]
 
-    with RecordingEndpoint(reply) as endpoint:
+    with ChatEndpoint(reply) as endpoint:
         result, _ = score_reviews(_items()[:6], f"openai:gpt-4-0314@{endpoint.url}", tmp_path / "c.jsonl")
     reference_calls = [json.loads(line) for line in (FIXTURE / "reference" / "gpt_calls_first6.jsonl").open()]
     sent = sorted(endpoint.requests, key=lambda body: [c["messages"] for c in reference_calls].index(body["messages"]))

@@ -24,7 +24,7 @@ from eval.metrics.mm_vet import (
     score_grades,
 )
 from jobs.cli import main
-from judge_server import RecordingEndpoint
+from judge_server import ChatEndpoint
 from pipeline.schema import to_table
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mm_vet"
@@ -57,7 +57,7 @@ def test_the_prompts_sent_equal_the_evaluators_including_its_retry(tmp_path):
         return "N/A" if first_time and pred == items[3]["pred"] else by_pred[pred]
 
     assert json.loads((FIXTURE / "reference" / "stub_replies.json").read_text())[3] == "N/A"
-    with RecordingEndpoint(reply) as endpoint:
+    with ChatEndpoint(reply) as endpoint:
         result, grades = score_grades(items, f"openai:gpt-4-0613@{endpoint.url}", tmp_path / "c.jsonl")
     reference_calls = [json.loads(line) for line in (FIXTURE / "reference" / "gpt_calls_first5.jsonl").open()]
     # The 4 items run concurrently, so the requests arrive in any order: compare as multisets

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from conftest import read_benchmark
+from judge_server import ChatEndpoint
 from pipeline.schema import to_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "video"
@@ -49,50 +48,27 @@ def _messages_key(messages: list[dict[str, str]]) -> str:
     return json.dumps(messages, sort_keys=True, ensure_ascii=False)
 
 
-class ChatServer:
-    """A threaded loopback /v1/chat/completions server (recording or replaying, see module doc)."""
+class ChatServer(ChatEndpoint):
+    """The loopback endpoint, recording or replaying (see module doc); `log` holds what it
+    recorded."""
 
     def __init__(self, replies: list[dict[str, Any]] | None = None) -> None:
         self.log: list[dict[str, Any]] = []
-        self.calls = 0
         recorded = None if replies is None else {_messages_key(r["messages"]): r["reply"] for r in replies}
-        owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                messages = [{"role": m["role"], "content": m["content"]} for m in body["messages"]]
-                owner.calls += 1
-                if recorded is None:
-                    kind = "qa" if "'pred'" in messages[-1]["content"] else "criterion"
-                    digest = hashlib.sha256(messages[-1]["content"].encode()).digest()[0]
-                    reply = REPLY_CHOICES[kind][digest % len(REPLY_CHOICES[kind])]
-                    owner.log.append({"messages": messages, "reply": reply})
-                else:
-                    reply = recorded.get(_messages_key(messages))
-                if reply is None:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                payload = json.dumps({"id": "x", "object": "chat.completion", "model": body.get("model"),
-                                      "choices": [{"index": 0, "finish_reason": "stop",
-                                                   "message": {"role": "assistant", "content": reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+        def reply(body: dict[str, Any]) -> str | None:
+            messages = [{"role": m["role"], "content": m["content"]} for m in body["messages"]]
+            if recorded is not None:
+                return recorded.get(_messages_key(messages))
+            kind = "qa" if "'pred'" in messages[-1]["content"] else "criterion"
+            digest = hashlib.sha256(messages[-1]["content"].encode()).digest()[0]
+            answer = REPLY_CHOICES[kind][digest % len(REPLY_CHOICES[kind])]
+            self.log.append({"messages": messages, "reply": answer})
+            return answer
 
-            def log_message(self, *args):
-                pass
+        super().__init__(reply)
+        self.base_url = self.url
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self._server.server_port}/v1"
-
-    def __enter__(self) -> ChatServer:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
