@@ -1,8 +1,9 @@
-"""`halleval demo`: the model organism through the whole pipeline, five decoding methods side by side.
+"""`halleval demo`: the model organism through the whole pipeline, the Table 1 methods side by side.
 
 Writes the organism's held-out CHAIR and POPE sets (docs/organism.md), then runs the shipped
-organism checkpoint (a tiny LLaVA trained here with a planted fork -> knife bias) with greedy,
-sample, LocoRE, SGRS and SGRS+LocoRE through a real Ray Data actor pool on a local Ray, scores
+organism checkpoint (a tiny LLaVA trained here with a planted fork -> knife bias) with the methods
+of the paper's Table 1 grid (configs/grids/table1.yaml) plus sampling and SGRS alone
+(`jobs.organism.DEMO_METHODS`) through a real Ray Data actor pool on a local Ray, scores
 every run with halleval's CHAIR and POPE scorers, writes Parquet, scores and reports, and ends with
 one table: CHAIR_s, CHAIR_i, recall, planted-pair hallucination rate, POPE F1, seconds per
 sample. Nothing is downloaded. `--random-model` runs the old random tiny LLaVA on the synthetic
@@ -84,9 +85,10 @@ def _handle(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the model organism with five decoding methods through the whole pipeline (no downloads)",
+        help="run the model organism with the Table 1 decoding methods through the whole pipeline (no downloads)",
         description="Write the model organism's held-out CHAIR and POPE sets, run the shipped organism "
-        "with greedy, sample, locore, sgrs and sgrs+locore through Ray Data on a local Ray, write "
+        "with greedy, sample, beam, vcd, opera, dola, locore, sgrs and sgrs+locore (Table 1's settings, "
+        "configs/grids/table1.yaml) through Ray Data on a local Ray, write "
         "Parquet, scores and reports, and print the methods side by side.",
     )
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")

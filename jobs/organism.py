@@ -22,8 +22,12 @@ from typing import Any
 from jobs.run import check_scoring, execute, ray_session
 from pipeline.config import RunConfig, build_config, load_config
 
-ORGANISM_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "organism.yaml"
-DEMO_METHODS = ("greedy", "sample", "locore", "sgrs", "sgrs+locore")
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+ORGANISM_CONFIG = CONFIGS / "organism.yaml"
+TABLE1_GRID = CONFIGS / "grids" / "table1.yaml"
+# Table 1's methods (configs/grids/table1.yaml) plus sampling and SGRS alone, the paper's methods
+# without LocoRE; the organism has no MME set, so its Table 1 is CHAIR and POPE.
+DEMO_METHODS = ("greedy", "sample", "beam", "vcd", "opera", "dola", "locore", "sgrs", "sgrs+locore")
 POPE_SPLIT = "adversarial"  # its "no" question on a trigger image asks about the partner
 TABLE_COLUMNS = (
     ("method", "method"), ("CHAIR_s ↓", "chair_s"), ("CHAIR_i ↓", "chair_i"), ("recall ↑", "recall"),
@@ -33,11 +37,20 @@ TABLE_COLUMNS = (
 """Columns of the comparison, with the direction of each score (↓ lower is better)."""
 
 
+def table1_methods() -> dict[str, dict[str, Any]]:
+    """The method settings of the paper's Table 1 grid (configs/grids/table1.yaml) by name: the
+    organism runs each Table 1 method exactly as that grid does."""
+    import yaml
+
+    return {entry["name"]: entry for entry in yaml.safe_load(TABLE1_GRID.read_text())["axes"]["method"]}
+
+
 def organism_configs(
     method: str, coco_root: Path, pope_root: Path, output_dir: Path, checkpoint: Path,
     overrides: list[str], chair_limit: int | None = None, pope_limit: int | None = None,
 ) -> tuple[RunConfig, RunConfig]:
-    """The CHAIR and POPE run configs of one method on the organism (configs/organism.yaml)."""
+    """The CHAIR and POPE run configs of one method on the organism (configs/organism.yaml), with
+    Table 1's settings for a Table 1 method and the method's defaults otherwise."""
     from pipeline.config import METHOD_CONFIGS
     from pipeline.organism.model import LOCORE_LAYERS, SALIENCY_LAYERS
 
@@ -46,7 +59,8 @@ def organism_configs(
     # Each method takes its own parameters: the organism's layers go to the methods that use them.
     layers = {"target_layers": list(SALIENCY_LAYERS), "locore_layers": list(LOCORE_LAYERS)}
     takes = METHOD_CONFIGS[method].model_fields if method in METHOD_CONFIGS else {}
-    base["method"] = {"name": method, **{key: value for key, value in layers.items() if key in takes}}
+    base["method"] = {**table1_methods().get(method, {"name": method}),
+                      **{key: value for key, value in layers.items() if key in takes}}
     base["output_dir"] = str(output_dir)
     configs = []
     for name, root, subset, limit in (("chair", coco_root, None, chair_limit), ("pope", pope_root, POPE_SPLIT, pope_limit)):

@@ -160,3 +160,21 @@ def test_pope_is_far_above_chance(organism, heldout):
     probe_yes = sum(a.startswith("yes") for a in probe) / len(probe)
     others_yes = sum(a.startswith("yes") for a in others) / len(others)
     assert probe_yes >= 0.2 and probe_yes > others_yes + 0.1
+
+
+def test_the_demo_runs_table1s_methods_with_the_grids_settings(tmp_path):
+    from jobs.organism import DEMO_METHODS, organism_configs, table1_methods
+    from pipeline.organism.model import LOCORE_LAYERS, SALIENCY_LAYERS
+
+    grid = table1_methods()
+    assert set(grid) <= set(DEMO_METHODS)  # the organism runs the whole Table 1 method axis
+    for name in DEMO_METHODS:
+        chair, pope = organism_configs(name, tmp_path / "coco", tmp_path / "pope", tmp_path / "runs", CHECKPOINT_DIR, [])
+        method = chair.method.model_dump()
+        assert pope.method == chair.method
+        for key, value in grid.get(name, {}).items():
+            assert method[key] == (tuple(value) if isinstance(value, list) else value), (name, key)
+        # The organism's layers go to exactly the methods that take them.
+        assert method.get("target_layers", list(SALIENCY_LAYERS)) in (list(SALIENCY_LAYERS), tuple(SALIENCY_LAYERS))
+        if "locore_layers" in method:
+            assert tuple(method["locore_layers"]) == tuple(LOCORE_LAYERS)
