@@ -40,8 +40,11 @@ def actor_timings(trace: Path, pipeline_end: float) -> dict[str, float]:
     """From the actor's trace: when its model was ready, and its busy fraction after that."""
     records = [json.loads(line) for line in trace.read_text().splitlines()]
     ready = min(r["ready"] for r in records if "ready" in r)
-    busy = sum(r["end"] - r["start"] for r in records if "start" in r)
-    return {"ready": ready, "busy_s": busy, "busy_fraction": busy / (pipeline_end - ready)}
+    batches = [r for r in records if "start" in r]
+    busy = sum(r["end"] - r["start"] for r in batches)
+    sizes = [r["rows"] for r in batches]
+    return {"ready": ready, "busy_s": busy, "busy_fraction": busy / (pipeline_end - ready),
+            "batches": len(batches), "rows_min": min(sizes), "rows_max": max(sizes)}
 
 
 def main() -> None:
@@ -97,7 +100,8 @@ def main() -> None:
     print(f"ratio pipeline / loop, including Ray start-up: {(pipeline_s + ray_start_s) / loop_s:.2f}")
     print(f"ratio past start-up (generation alone):        {past_startup_s / loop_gen_s:.2f}")
     print(f"actor busy fraction after its model is ready:  {actor['busy_fraction']:.2f} "
-          f"({actor['busy_s']:.2f} s of {past_startup_s:.2f} s)")
+          f"({actor['busy_s']:.2f} s of {past_startup_s:.2f} s; {actor['batches']} batches of "
+          f"{actor['rows_min']}-{actor['rows_max']} rows; the loop: batches of {args.batch_size})")
 
 
 if __name__ == "__main__":
