@@ -27,7 +27,7 @@ from eval.report import headline_scores
 from eval.scoring import load_scores
 from jobs.grid_config import GridCell, GridConfig, load_grid
 from jobs.console import watch_progress
-from jobs.run import add_resume_flags, check_scoring, execute, ray_session
+from jobs.run import add_resume_flags, check_runs, execute, ray_session
 from pipeline.config import RunConfig
 from pipeline.lease import run_lease
 from pipeline.manifest import MANIFEST_FILE
@@ -125,9 +125,9 @@ def run_grid(
     """
     start = time.perf_counter()
     cells = grid.cells(source, list(overrides))
-    for cell in cells:
-        check_scoring(cell.config)
     pending = [cell for cell in cells if not is_finished(cell.config)]
+    # Before Ray starts and before any folder exists: a missing benchmark fails in a second.
+    check_runs([cell.config for cell in pending])
     log(f"grid {grid.name}: {len(cells)} cells, {len(cells) - len(pending)} finished, {len(pending)} to run")
     grid_dir = grid_folder(grid.name, cells)
     grid_dir.mkdir(parents=True, exist_ok=True)

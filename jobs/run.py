@@ -118,17 +118,24 @@ def check_benchmark(config: RunConfig) -> None:
         raise BenchmarkError(f"{config.benchmark.root}: the {config.benchmark.name} reader found no samples")
 
 
-def check_run(config: RunConfig) -> None:
-    """Every check that needs neither Ray nor a model: judge, then benchmark."""
-    check_scoring(config)
-    check_benchmark(config)
+def check_runs(configs: list[RunConfig]) -> None:
+    """Every check that needs neither Ray nor a model, for all runs before any starts: each
+    run's judge, then each distinct benchmark folder once (a grid's cells share a few)."""
+    for config in configs:
+        check_scoring(config)
+    checked: set[tuple[str, str]] = set()
+    for config in configs:
+        benchmark = (config.benchmark.name, config.benchmark.root)
+        if benchmark not in checked:
+            check_benchmark(config)
+            checked.add(benchmark)
 
 
 def execute(config: RunConfig, log=print, retry_errors: bool = True, accept_changes: bool = False) -> dict[str, Any]:
     """Generates, scores and reports one run inside the current Ray session; returns the scores.
 
     Holds the run folder's lease throughout (a second driver of the run refuses). Entry points
-    call `check_run` first, before they start Ray.
+    call `check_runs` first, before they start Ray.
 
     Args:
         retry_errors, accept_changes: as `pipeline.run.generate_many`.
@@ -316,8 +323,7 @@ def _handle(args: argparse.Namespace) -> int:
         from jobs.tracking import tracking_uri
 
         tracking_uri(args.track)  # a bad target fails now, not after the runs
-    for config in configs:
-        check_run(config)
+    check_runs(configs)  # before the imports of Ray and the model stack
     if len(configs) == 1 or not flags:
         with ray_session():
             scores = execute(configs[0], retry_errors=not args.keep_errors, accept_changes=args.accept_changes)

@@ -58,6 +58,37 @@ def test_missing_benchmark_folder_fails_before_ray_and_before_any_run_folder(tmp
     assert not runs.exists()
 
 
+def _with_missing_pope(kind: str, synth, tmp_path: Path) -> Path:
+    """configs/<kind>/tiny.yaml on the synthetic CHAIR set, its POPE folder missing."""
+    text = (REPO / "configs" / kind / "tiny.yaml").read_text()
+    text = text.replace("data/synth/coco", str(synth.coco_root)).replace("data/synth/pope", str(tmp_path / "gone"))
+    if kind == "grids":  # the tiny grid is CHAIR only: make it a CHAIR x POPE grid
+        text = text.replace("axes:\n", f"axes:\n  benchmark: [{{name: chair, root: {synth.coco_root}}}, "
+                            f"{{name: pope, root: {tmp_path / 'gone'}}}]\n")
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(text.replace("output_dir: runs", f"output_dir: {tmp_path / 'runs'}"))
+    return path
+
+
+@pytest.mark.parametrize("command", ["run", "grid", "nightly"])
+def test_several_runs_check_every_benchmark_before_ray_and_before_any_folder(command, synth, tmp_path):
+    if command == "run":  # two methods x two benchmarks: the several-runs (grid) path
+        args = ["run", "--model", "llava15", "--model-args", "checkpoint=tiny", "--methods", "greedy,sample",
+                "--benchmarks", f"chair={synth.coco_root},pope={tmp_path / 'gone'}", "--output-dir", str(tmp_path / "runs")]
+    elif command == "grid":
+        args = ["grid", str(_with_missing_pope("grids", synth, tmp_path))]
+    else:
+        args = ["nightly", str(_with_missing_pope("suites", synth, tmp_path)), "--baseline", str(tmp_path / "l.parquet")]
+    # A fresh interpreter, where no other test's Ray runs.
+    probe = (f"import sys\nfrom jobs.cli import main\ncode = main({args!r})\n"
+             "print(code, 'ray' in sys.modules and sys.modules['ray'].is_initialized())")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    error = result.stderr.strip()
+    assert len(error.splitlines()) == 1 and f"benchmark folder {tmp_path / 'gone'} (pope) does not exist" in error
+    assert not (tmp_path / "runs").exists()
+
+
 def test_unreadable_benchmark_is_reported_before_ray(tmp_path, capsys):
     (tmp_path / "pope").mkdir()  # a folder without the question file
     assert main(["run", "--model", "llava15", "--benchmarks", "pope", "--data-root", str(tmp_path),
