@@ -102,17 +102,4 @@ def per_row(score: Callable[[dict[str, Any], dict[str, Any]], Outcome]) -> Calla
     return per_sample
 
 
-class LegacyMetric:
-    """What a metric registered as a class with `score_run(generations, context) -> dict` has
-    (the interface before per-sample functions); such metrics still score, without
-    samples.parquet entries or standard errors."""
-
-    name: str
-    higher_is_better: dict[str, bool]
-
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        """Scores a run's generations (GENERATION_SCHEMA rows) against the benchmark folder."""
-        ...
-
-
-METRICS: Registry[Metric | type[LegacyMetric]] = Registry("metric", "eval.metrics")
+METRICS: Registry[Metric] = Registry("metric", "eval.metrics")

@@ -34,11 +34,11 @@ DESCRIPTIVE_KEYS = ("higher_is_better", "primary", "stderr", "bootstrap")
 
 @dataclass
 class MetricResult:
-    """One metric's output (scores.json entry) and its per-sample outcomes (None: legacy metric)."""
+    """One metric's output (scores.json entry) and its per-sample outcomes."""
 
     output: dict[str, Any]
-    sample_ids: list[str] | None = None
-    outcomes: list[Outcome] | None = None
+    sample_ids: list[str]
+    outcomes: list[Outcome]
 
 
 def bootstrap_stderr(metric: Metric, outcomes: list[Outcome], seed: int = BOOTSTRAP_SEED) -> dict[str, float | None]:
@@ -78,8 +78,6 @@ def evaluate(metric_name: str, generations: pa.Table, context: ScoringContext) -
     from eval.metrics._rows import run_rows
 
     metric = METRICS.get(metric_name)
-    if not isinstance(metric, Metric):  # registered as a class with score_run (eval.api.LegacyMetric)
-        return MetricResult(metric().score_run(generations, context))
     rows = run_rows(generations)
     outcomes = metric.per_sample(rows, context)
     if len(outcomes) != len(rows):
@@ -108,8 +106,6 @@ def samples_table(results: dict[str, MetricResult]) -> pa.Table | None:
 
     rows: dict[str, dict[str, Any]] = {}
     for name, result in results.items():
-        if result.outcomes is None:
-            continue
         for sample_id, outcome in zip(result.sample_ids, result.outcomes):
             row = rows.setdefault(sample_id, {"sample_id": sample_id})
             row.update({f"{name}.{key}": _plain(value) for key, value in outcome.items()})

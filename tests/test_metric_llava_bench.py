@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import ScoringContext, ScoringError
 from eval.metrics.llava_bench import JUDGE_CACHE_FILE, REVIEWS_FILE, read_answers, read_items, score_reviews
 from jobs.cli import main
 from judge_server import ChatEndpoint
+from eval.scoring import DESCRIPTIVE_KEYS, evaluate, samples_table
 from pipeline.schema import to_table
 
 FIXTURE = Path(__file__).parent / "fixtures" / "llava_bench"
@@ -109,9 +110,15 @@ def test_run_path_scores_as_the_file_path_and_keeps_reviews_in_the_run(tmp_path)
             for qid, answer in answers.items()]
     rows[0] = {**rows[0], "output_text": None, "error": "image missing"}
     context = ScoringContext(benchmark_root=FIXTURE, run_dir=tmp_path, judge=f"replay:{REVIEWS}")
-    from_run = METRICS.get("llava_bench")().score_run(to_table(rows), context)
+    result = evaluate("llava_bench", to_table(rows), context)
+    from_run = result.output
     assert from_run["n_errors"] == 1 and from_run["n"] == 59  # the error row is counted, not reviewed
     items = [item for item in _items() if item["id"] != 0]
-    from_file, _ = score_reviews(items, f"replay:{REVIEWS}", tmp_path / "file.jsonl")
-    assert {k: v for k, v in from_run.items() if k != "n_errors"} == from_file
+    from_file, reviews = score_reviews(items, f"replay:{REVIEWS}", tmp_path / "file.jsonl")
+    assert {k: v for k, v in from_run.items() if k not in ("n_errors", *DESCRIPTIVE_KEYS)} == from_file
+    # Per sample: each reviewed row carries its (reference, model) scores; a standard error per score.
+    assert [o["tuple"] for o in result.outcomes[1:]] == [review["tuple"] for review in reviews]
+    assert result.outcomes[0]["failed"] and result.outcomes[0]["tuple"] is None
+    assert from_run["stderr"]["relative_score"] > 0
+    assert samples_table({"llava_bench": result}).num_rows == len(rows)  # samples.parquet takes them
     assert (tmp_path / REVIEWS_FILE).is_file() and (tmp_path / JUDGE_CACHE_FILE).is_file()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import ScoringContext, ScoringError
 from eval.criteria import MM_VET_PROMPT, MM_VET_RETRY_SUFFIX
 from eval.metrics.mm_vet import (
     GRADES_FILE,
@@ -25,6 +25,7 @@ from eval.metrics.mm_vet import (
 )
 from jobs.cli import main
 from judge_server import ChatEndpoint
+from eval.scoring import DESCRIPTIVE_KEYS, evaluate, samples_table
 from pipeline.schema import to_table
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mm_vet"
@@ -86,7 +87,7 @@ def test_capability_tables_equal_the_evaluators(tmp_path):
 def test_total_of_all_218_published_grades_equals_the_published_table():
     grades = json.loads((FIXTURE / "llava-v1.5-13b_gpt-4-grade-1runs.all.json").read_text())
     published = _reference_csv("../llava-v1.5-13b_gpt-4-cap-score-1runs.published.csv")
-    scores = capability_scores({k: g["score"][0] for k, g in grades.items()}, {k: ["any"] for k in grades})
+    scores = capability_scores([(g["score"][0], ["any"]) for g in grades.values()])
     assert len(grades) == 218 and round(scores["total"] * 100, 1) == published["total"] == 36.1
 
 
@@ -117,7 +118,15 @@ def test_run_path_scores_as_the_file_path(tmp_path):
              "metadata": json.dumps({"id": key, "capability": metadata[key]["capability"]}),
              "output_text": results[key], "error": None} for key in metadata]
     context = ScoringContext(benchmark_root=FIXTURE, run_dir=tmp_path, judge=f"replay:{GRADES}")
-    from_run = METRICS.get("mm_vet")().score_run(to_table(rows), context)
-    from_file, _ = score_grades(_items(), f"replay:{GRADES}", tmp_path / "file.jsonl")
-    assert from_run == {**from_file, "n_errors": 0}
+    rows[1] = {**rows[1], "output_text": None, "error": "image missing"}
+    result = evaluate("mm_vet", to_table(rows), context)
+    from_run = {k: v for k, v in result.output.items() if k not in DESCRIPTIVE_KEYS}
+    items = [item for item in _items() if item["id"] != rows[1]["sample_id"].removeprefix("mm_vet-")]
+    from_file, grades = score_grades(items, f"replay:{GRADES}", tmp_path / "file.jsonl")
+    assert from_run == {**from_file, "n_errors": 1}  # the error row is counted, not graded
+    # Per sample: each graded row carries its grade; the error row none. A standard error per total.
+    by_id = {o["id"]: o for o in result.outcomes}
+    assert by_id[items[0]["id"]]["score"] == grades[items[0]["id"]]["score"][0]
+    assert by_id[rows[1]["sample_id"].removeprefix("mm_vet-")]["failed"] and result.output["stderr"]["total"] > 0
+    assert samples_table({"mm_vet": result}).num_rows == len(rows)  # samples.parquet takes them
     assert (tmp_path / GRADES_FILE).is_file()

@@ -17,11 +17,12 @@ import pytest
 from conftest import read_benchmark
 from PIL import Image
 
-from eval.api import ScoringError
+from eval.api import ScoringContext, ScoringError
 from eval.metrics import mme as mme_metric
 from eval.metrics import pope as pope_metric
 from eval.metrics import scienceqa as sqa_metric
 from eval.metrics import vizwiz as vizwiz_metric
+from eval.scoring import evaluate
 from pipeline.benchmarks import llava_bench, mme, scienceqa, vizwiz
 from pipeline.schema import to_table
 
@@ -287,8 +288,7 @@ def test_vizwiz_val_accuracy_equals_m4c_evaluator(tmp_path):
     placeholders(root / "val", [item["image"] for item in items])
     samples = read_benchmark("vizwiz", root)
     texts = {s.sample_id: a["text"] for s, a in zip(samples, jsonl(root / "answers/val_crafted.jsonl"), strict=True)}
-    from eval.api import METRICS, ScoringContext
-    run = METRICS.get("vizwiz")().score_run(table_of(samples, texts), ScoringContext(root, tmp_path))
+    run = evaluate("vizwiz", table_of(samples, texts), ScoringContext(root, tmp_path)).output
     assert run["accuracy"] == pytest.approx(expected["accuracy"]) and run["n_errors"] == 0
     upload = vizwiz.write_submission(table_of(samples, texts), tmp_path / "val_upload.json")
     assert vizwiz_metric.score_files(annotations, upload)["accuracy"] == pytest.approx(expected["accuracy"])
@@ -321,14 +321,13 @@ def test_llava_bench_answers_come_out_in_question_order(tmp_path):
 
 
 def test_scienceqa_run_path_equals_the_export_scored_by_file(sqa_root, tmp_path):
-    from eval.api import METRICS, ScoringContext
 
     samples = read_benchmark("scienceqa", sqa_root)
     llava = {a["question_id"]: a["text"] for a in jsonl(sqa_root / "answers/llava-v1.5-13b.jsonl")}
     texts = {s.sample_id: llava[s.metadata["pid"]] for s in samples}
     texts[samples[1].sample_id] = None  # an error row (pid 11, answered wrong anyway): FAILED, counted
     table = table_of(samples, texts)
-    run = METRICS.get("scienceqa")().score_run(table, ScoringContext(sqa_root, tmp_path))
+    run = evaluate("scienceqa", table, ScoringContext(sqa_root, tmp_path)).output
     by_file = sqa_metric.score_files(sqa_root, scienceqa.write_answers(table, tmp_path / "a.jsonl"))
     assert run["n_errors"] == 1 and run["count"] == run["img_count"] == 3
     assert run["img_accuracy"] == by_file["img_accuracy"] == pytest.approx(1 / 3)
@@ -363,12 +362,9 @@ def test_foreign_files_get_one_line_errors(args, message, capsys):
 
 
 def test_vizwiz_test_split_run_is_unscored_not_failed(tmp_path):
-    from eval.api import METRICS, ScoringContext
-
     root = tmp_path / "vizwiz"
     shutil.copytree(RELEASED / "vizwiz", root)
     placeholders(root / "test", [q["image"] for q in jsonl(root / "llava_test.jsonl")])
     samples = read_benchmark("vizwiz", root, subset="test")
-    run = METRICS.get("vizwiz")().score_run(table_of(samples, {s.sample_id: "yes" for s in samples}),
-                                             ScoringContext(root, tmp_path))
+    run = evaluate("vizwiz", table_of(samples, {s.sample_id: "yes" for s in samples}), ScoringContext(root, tmp_path)).output
     assert run["accuracy"] is None and run["n_unscored"] == 40 and "EvalAI" in run["note"]

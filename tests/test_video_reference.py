@@ -12,8 +12,9 @@ import pytest
 from video_fixtures import FIXTURES, ChatServer, fixture_table
 
 from eval.api import ScoringContext, ScoringError
-from eval.metrics.videogen import VideoGenMetric, read_textgen
+from eval.metrics.videogen import read_textgen
 from eval.metrics.videoqa import read_predictions, video_chatgpt_keys
+from eval.scoring import evaluate, samples_table
 from jobs.cli import main
 from pipeline.benchmarks.video import write_answers, write_textgen_answers
 
@@ -173,17 +174,16 @@ def test_videogen_bad_files_are_one_line_errors(tmp_path, capsys):
 
 def test_a_video_chatgpt_run_is_scored_like_the_reference(tmp_path, gpt):
     """The run path (metric videogen on a run's rows) gives the reference's numbers on each subset."""
-    metric = VideoGenMetric()
     context = ScoringContext(benchmark_root=FIXTURES / "Video_5_Benchmark", run_dir=tmp_path,
                              judge=f"openai:gpt-3.5-turbo@{gpt.base_url}")
     for subset, criteria in (("generic", ("correctness", "detail", "context")), ("temporal", ("temporal",)),
                              ("consistency", ("consistency",))):
-        result = metric.score_run(fixture_table("video_chatgpt", "Video_5_Benchmark", subset), context)
+        result = evaluate("videogen", fixture_table("video_chatgpt", "Video_5_Benchmark", subset), context).output
         assert list(result["criteria"]) == list(criteria) and result["n_errors"] == 0
         for criterion in criteria:
             assert result[criterion] == EXPECTED[criterion]["printed"][CRITERION_LINES[criterion]]
-    exact = metric.score_run(fixture_table("video_chatgpt", "Video_5_Benchmark", "generic"),
-                             ScoringContext(benchmark_root=tmp_path, run_dir=tmp_path, judge="exact"))
+    exact = evaluate("videogen", fixture_table("video_chatgpt", "Video_5_Benchmark", "generic"),
+                     ScoringContext(benchmark_root=tmp_path, run_dir=tmp_path, judge="exact")).output
     assert exact["criteria"] == {} and "the exact judge cannot grade" in exact["error"]
 
 
@@ -195,9 +195,17 @@ def test_a_consistency_pair_with_an_error_row_is_left_out(tmp_path):
     replay.write_text("".join(json.dumps({"id": str(n), "criterion": "consistency", "score": n}) + "\n" for n in (1, 2)))
     from pipeline.schema import to_table
 
-    result = VideoGenMetric().score_run(to_table(rows), ScoringContext(
+    result = evaluate("videogen", to_table(rows), ScoringContext(
         benchmark_root=tmp_path, run_dir=tmp_path, judge=f"replay:{replay}"))
-    assert result["n_errors"] == 1 and result["criteria"]["consistency"]["n"] == 1 and result["consistency"] == 2
+    output = result.output
+    assert output["n_errors"] == 1 and output["criteria"]["consistency"]["n"] == 1 and output["consistency"] == 2
+    # Per sample: both rows of the judged pair carry its score, one of them counted; the broken pair none.
+    pairs = {}
+    for outcome in result.outcomes:
+        pairs.setdefault(outcome["item"], []).append(outcome)
+    assert sorted((len(p), sum(o["counted"] for o in p), p[0].get("consistency")) for p in pairs.values()) == [
+        (2, 0, None), (2, 1, 2)]
+    assert output["bootstrap"]["unit"] == "item" and samples_table({"videogen": result}).num_rows == len(rows)
 
 
 def test_a_foreign_file_fails_videogen_scoring_with_its_name(tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from eval.api import METRICS, Metric
+from eval.api import METRICS
 from eval.html.page import (
     Link,
     figure_data_uri,
@@ -128,7 +128,7 @@ def primary_columns(table: pa.Table) -> list[tuple[str, str]]:
     found = []
     for metric in dict.fromkeys(c.split(".", 1)[0] for c in table.column_names if "." in c and ":" not in c):
         entry = METRICS.get(metric) if metric in METRICS else None
-        if isinstance(entry, Metric) and f"{metric}.{entry.primary}" in table.column_names:
+        if entry is not None and f"{metric}.{entry.primary}" in table.column_names:
             arrow = "↑" if entry.higher_is_better[entry.primary] else "↓"
             found.append((f"{metric}.{entry.primary}", f"{metric} {entry.primary} {arrow}"))
     return found

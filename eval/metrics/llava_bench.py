@@ -24,13 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
 from eval.criteria import LLAVA_RULES
 from eval.io import read_records, require
 from eval.judges import JudgeCache, JudgeSettings, judge_all, make_judge, require_llm_judge
-from eval.metrics._rows import split_rows
 
 REVIEWS_FILE = "llava_bench.reviews.jsonl"
 JUDGE_CACHE_FILE = "llava_bench.judged.jsonl"
@@ -114,6 +112,35 @@ def summarize(reviews: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
+def review_outcomes(items: list[dict[str, Any]], judge_spec: str, cache: Path,
+                    settings: JudgeSettings | None = None) -> list[dict[str, Any]]:
+    """Each item's review (cached): {id, category, tuple (reference, model) or None,
+    judge_error, judge, review (the reference's review-file record, or None)}."""
+    require_llm_judge(judge_spec, "LLaVA-Bench's GPT review")
+    judge = make_judge(judge_spec)
+    judged, unjudged = judge_all(judge, "llava_bench_review", items, JudgeCache(cache), settings=settings)
+    outcomes = []
+    for number, item in enumerate(items, start=1):
+        category = f"llava_bench_{item['category']}"
+        reply = judged.get(item["id"])
+        review = None if reply is None else {
+            "id": number, "question_id": item["id"], "answer1_id": item["answer1_id"],
+            "answer2_id": item["answer2_id"], "category": category, **reply,
+        }
+        outcomes.append({"id": item["id"], "category": category, "tuple": None if reply is None else reply["tuple"],
+                         "judge_error": unjudged.get(item["id"]), "judge": judge.spec, "review": review})
+    return outcomes
+
+
+def review_scores(outcomes: list[dict[str, Any]], judge_spec: str | None = None) -> dict[str, Any]:
+    """summarize_gpt_review.py's scores over the reviewed outcomes, the unreviewed reported."""
+    summary = summarize([o for o in outcomes if o["tuple"] is not None])
+    overall = summary.pop("all", {"relative_score": None, "reference_score": None, "model_score": None, "n": 0})
+    unjudged = [{"id": o["id"], "error": o["judge_error"]} for o in outcomes if o["tuple"] is None]
+    return {**overall, "categories": summary, "n_unjudged": len(unjudged), "unjudged": unjudged,
+            "judge": outcomes[0]["judge"] if outcomes else judge_spec}
+
+
 def score_reviews(items: list[dict[str, Any]], judge_spec: str, cache: Path,
                   settings: JudgeSettings | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Reviews every item with the judge (cached) and summarises, as the reference does.
@@ -121,21 +148,8 @@ def score_reviews(items: list[dict[str, Any]], judge_spec: str, cache: Path,
     Returns:
         (result, reviews): the scores, and the reviews in the reference's review-file format.
     """
-    require_llm_judge(judge_spec, "LLaVA-Bench's GPT review")
-    judge = make_judge(judge_spec)
-    judged, unjudged = judge_all(judge, "llava_bench_review", items, JudgeCache(cache), settings=settings)
-    reviews = [
-        {"id": number, "question_id": item["id"], "answer1_id": item["answer1_id"], "answer2_id": item["answer2_id"],
-         "category": f"llava_bench_{item['category']}", **judged[item["id"]]}
-        for number, item in enumerate(items, start=1) if item["id"] in judged
-    ]
-    summary = summarize(reviews)
-    overall = summary.pop("all", {"relative_score": None, "reference_score": None, "model_score": None, "n": 0})
-    result = {
-        **overall, "categories": summary, "n_unjudged": len(unjudged),
-        "unjudged": [{"id": i, "error": e} for i, e in unjudged.items()], "judge": judge.spec,
-    }
-    return result, reviews
+    outcomes = review_outcomes(items, judge_spec, cache, settings)
+    return review_scores(outcomes, judge_spec), [o["review"] for o in outcomes if o["review"] is not None]
 
 
 def write_reviews(reviews: list[dict[str, Any]], path: Path) -> Path:
@@ -145,23 +159,39 @@ def write_reviews(reviews: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-@METRICS.register("llava_bench")
-class LlavaBenchMetric:
-    """LLaVA-Bench over a run: the run's answers reviewed by `scoring.judge` against the
-    benchmark folder's answers_gpt4.jsonl, with its context.jsonl captions. Reviews and the
-    judge cache are kept in the run folder."""
+def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, Any]]:
+    """The run's answers reviewed by `scoring.judge` against the benchmark folder's
+    answers_gpt4.jsonl, with its context.jsonl captions; the reviews (the reference's file) and
+    the judge cache are kept in the run folder. Error rows are counted, not reviewed; questions
+    outside the run (a `limit`) are left out."""
+    answers = {meta["question_id"]: {"text": row["output_text"] or "", "answer_id": row["sample_id"]}
+               for row, meta in rows if row.get("error") is None and "question_id" in meta}
+    root = Path(context.benchmark_root)
+    items = read_items(root / "questions.jsonl", root / "context.jsonl", root / "answers_gpt4.jsonl",
+                       answers, every_question=False)
+    reviewed = {o["id"]: o for o in review_outcomes(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE)}
+    write_reviews([o["review"] for o in reviewed.values() if o["review"] is not None],
+                  Path(context.run_dir) / REVIEWS_FILE)
+    outcomes = []
+    for row, meta in rows:
+        outcome = reviewed.get(meta.get("question_id")) if row.get("error") is None else None
+        if outcome is None:  # an error row (or one without a question): not reviewed, not counted as unjudged
+            outcome = {"id": meta.get("question_id"), "category": None, "tuple": None, "judge_error": None,
+                       "judge": context.judge, "review": None}
+        outcomes.append({**outcome, "failed": row.get("error") is not None})
+    return outcomes
 
-    name = "llava_bench"
-    higher_is_better = {"relative_score": True, "model_score": True}
 
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        rows, failed = split_rows(generations)
-        answers = {meta["question_id"]: {"text": row["output_text"] or "", "answer_id": row["sample_id"]}
-                   for row, meta in rows if "question_id" in meta}
-        root = Path(context.benchmark_root)
-        # Error rows are counted, not reviewed; questions outside the run (a `limit`) are left out.
-        items = read_items(root / "questions.jsonl", root / "context.jsonl", root / "answers_gpt4.jsonl",
-                           answers, every_question=False)
-        result, reviews = score_reviews(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE)
-        write_reviews(reviews, Path(context.run_dir) / REVIEWS_FILE)
-        return {**result, "n_errors": len(failed)}
+def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """LLaVA-Bench's scores of the reviewed rows; error rows are counted, never reviewed."""
+    generated = [o for o in outcomes if not o["failed"]]
+    return {**review_scores(generated), "n_errors": len(outcomes) - len(generated)}
+
+
+METRICS.register("llava_bench")(Metric(
+    name="llava_bench",
+    description="LLaVA-Bench (in-the-wild) relative score from an LLM judge's review, as LLaVA summarises it.",
+    per_sample=run_outcomes,
+    aggregate=aggregate,
+    higher_is_better={"relative_score": True, "model_score": True},
+))

@@ -23,12 +23,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
 from eval.io import require
 from eval.judges import JudgeCache, JudgeSettings, judge_all, make_judge, require_llm_judge
-from eval.metrics._rows import split_rows
 
 METADATA_FILE = "mm-vet.json"
 GRADES_FILE = "mm_vet.grades.json"
@@ -83,14 +80,18 @@ def read_items(metadata: dict[str, dict[str, Any]], results: dict[str, Any], eve
     return items
 
 
-def capability_scores(grades: dict[str, float], capabilities: dict[str, list[str]]) -> dict[str, Any]:
-    """export_result's tables for one grader run, as fractions (rounded as the reference rounds)."""
+def capability_scores(grades: list[tuple[float, list[str]]]) -> dict[str, Any]:
+    """export_result's tables for one grader run, as fractions (rounded as the reference rounds).
+
+    Args:
+        grades: (grade, the sample's capabilities) of every graded sample.
+    """
     per_capability: Counter[str] = Counter()
     per_set: Counter[frozenset[str]] = Counter()
     sums: dict[str, float] = {}
     set_sums: dict[frozenset[str], float] = {}
-    for key, grade in grades.items():
-        caps = frozenset(capabilities[key])
+    for grade, capabilities in grades:
+        caps = frozenset(capabilities)
         per_capability.update(caps)
         per_set[caps] += 1
         for cap in caps:
@@ -101,11 +102,31 @@ def capability_scores(grades: dict[str, float], capabilities: dict[str, list[str
         return round(total / count * 100, 1) / 100
 
     return {
-        "total": fraction(sum(grades.values()), len(grades)) if grades else None,
+        "total": fraction(sum(grade for grade, _ in grades), len(grades)) if grades else None,
         "capabilities": {cap: fraction(sums[cap], n) for cap, n in per_capability.most_common()},
         "capability_integrations": {"_".join(sorted(caps)): fraction(set_sums[caps], n)
                                     for caps, n in per_set.most_common()},
     }
+
+
+def grade_outcomes(items: list[dict[str, Any]], judge_spec: str, cache: Path,
+                   settings: JudgeSettings | None = None) -> list[dict[str, Any]]:
+    """Each item's grade (cached): {id, capability, score or None, content, judge_error, judge}."""
+    require_llm_judge(judge_spec, "MM-Vet's GPT grader")
+    judge = make_judge(judge_spec)
+    judged, unjudged = judge_all(judge, "mm_vet_grade", items, JudgeCache(cache), settings=settings)
+    return [{"id": item["id"], "capability": item["capability"],
+             "score": judged[item["id"]]["score"] if item["id"] in judged else None,
+             "content": judged[item["id"]]["content"] if item["id"] in judged else None,
+             "judge_error": unjudged.get(item["id"]), "judge": judge.spec} for item in items]
+
+
+def grade_scores(outcomes: list[dict[str, Any]], judge_spec: str | None = None) -> dict[str, Any]:
+    """The totals per capability over the graded outcomes, the ungraded reported."""
+    graded = [(o["score"], o["capability"]) for o in outcomes if o["score"] is not None]
+    unjudged = [{"id": o["id"], "error": o["judge_error"]} for o in outcomes if o["score"] is None]
+    return {**capability_scores(graded), "n": len(graded), "n_unjudged": len(unjudged), "unjudged": unjudged,
+            "judge": outcomes[0]["judge"] if outcomes else judge_spec}
 
 
 def score_grades(items: list[dict[str, Any]], judge_spec: str, cache: Path,
@@ -115,18 +136,14 @@ def score_grades(items: list[dict[str, Any]], judge_spec: str, cache: Path,
     Returns:
         (result, grades): the scores, and the grades in MM-Vet's grade-file format.
     """
-    require_llm_judge(judge_spec, "MM-Vet's GPT grader")
-    judge = make_judge(judge_spec)
-    judged, unjudged = judge_all(judge, "mm_vet_grade", items, JudgeCache(cache), settings=settings)
-    scores = {key: judgement["score"] for key, judgement in judged.items()}
-    result = {
-        **capability_scores(scores, {item["id"]: item["capability"] for item in items}),
-        "n": len(judged), "n_unjudged": len(unjudged),
-        "unjudged": [{"id": i, "error": e} for i, e in unjudged.items()], "judge": judge.spec,
-    }
-    grades = {key: {"model": [judge.spec], "content": [j["content"]], "score": [j["score"]]}
-              for key, j in judged.items()}
-    return result, grades
+    outcomes = grade_outcomes(items, judge_spec, cache, settings)
+    return grade_scores(outcomes, judge_spec), grade_file(outcomes)
+
+
+def grade_file(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The graded outcomes in MM-Vet's grade-file format ({id: {model, content, score}})."""
+    return {o["id"]: {"model": [o["judge"]], "content": [o["content"]], "score": [o["score"]]}
+            for o in outcomes if o["score"] is not None}
 
 
 def write_grades(grades: dict[str, Any], path: Path) -> Path:
@@ -141,19 +158,35 @@ def read_results(path: str | Path) -> dict[str, Any]:
     return _read_object(path, "MM-Vet results, {id: answer}")
 
 
-@METRICS.register("mm_vet")
-class MmVetMetric:
-    """MM-Vet over a run: the run's answers graded by `scoring.judge` against the benchmark
-    folder's mm-vet.json. Grades and the judge cache are kept in the run folder."""
+def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, Any]]:
+    """The run's answers graded by `scoring.judge` against the benchmark folder's mm-vet.json;
+    the grades (MM-Vet's grade file) and the judge cache are kept in the run folder. Error rows
+    are counted, not graded."""
+    results = {meta["id"]: row["output_text"] or "" for row, meta in rows if row.get("error") is None and "id" in meta}
+    metadata = read_metadata(Path(context.benchmark_root) / METADATA_FILE)
+    items = read_items(metadata, results, every_sample=False)
+    graded = {o["id"]: o for o in grade_outcomes(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE)}
+    write_grades(grade_file(list(graded.values())), Path(context.run_dir) / GRADES_FILE)
+    outcomes = []
+    for row, meta in rows:
+        outcome = graded.get(meta.get("id")) if row.get("error") is None else None
+        if outcome is None:  # an error row: not graded, not counted as unjudged
+            outcome = {"id": meta.get("id"), "capability": meta.get("capability"), "score": None, "content": None,
+                       "judge_error": None, "judge": context.judge}
+        outcomes.append({**outcome, "failed": row.get("error") is not None})
+    return outcomes
 
-    name = "mm_vet"
-    higher_is_better = {"total": True}
 
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        rows, failed = split_rows(generations)
-        results = {meta["id"]: row["output_text"] or "" for row, meta in rows if "id" in meta}
-        metadata = read_metadata(Path(context.benchmark_root) / METADATA_FILE)
-        items = read_items(metadata, results, every_sample=False)  # error rows: counted, not graded
-        result, grades = score_grades(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE)
-        write_grades(grades, Path(context.run_dir) / GRADES_FILE)
-        return {**result, "n_errors": len(failed)}
+def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """MM-Vet's totals of the graded rows; error rows are counted, never graded."""
+    generated = [o for o in outcomes if not o["failed"]]
+    return {**grade_scores(generated), "n_errors": len(outcomes) - len(generated)}
+
+
+METRICS.register("mm_vet")(Metric(
+    name="mm_vet",
+    description="MM-Vet total and per-capability scores from an LLM grader (0-1 per answer), as its evaluator totals.",
+    per_sample=run_outcomes,
+    aggregate=aggregate,
+    higher_is_better={"total": True},
+))

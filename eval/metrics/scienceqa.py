@@ -30,11 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import METRICS, Metric, ScoringError, per_row
 from eval.io import read_json_file, read_records, require
-from eval.metrics._rows import split_rows
 
 OPTIONS = ("A", "B", "C", "D", "E")
 ANSWER_PATTERN = re.compile(r"The answer is ([A-Z]).")
@@ -136,21 +133,28 @@ def score_files(base_dir: str | Path, result_file: str | Path, split: str = "tes
     return {**result, "split": split, "n_unknown_answers": len(unknown)}
 
 
-@METRICS.register("scienceqa")
-class ScienceQAMetric:
-    """ScienceQA-IMG over a run: choices and answer letter from each row's metadata."""
+def sample_outcome(row: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """One run row's outcome; a row whose problem could not be parsed has no choices to score
+    against (`scored` false)."""
+    failed = row.get("error") is not None
+    if "pid" not in meta:
+        return {"question_id": None, "scored": False, "failed": failed}
+    problem = {"choices": meta["choices"], "answer": OPTIONS.index(meta["answer"])}
+    # stripped, as LLaVA's model_vqa_science.py writes its answers
+    text = "" if failed else (row["output_text"] or "").strip()
+    return {**score_sample(meta["pid"], problem, {"text": text, "prompt": IMAGE_TOKEN}), "scored": True, "failed": failed}
 
-    name = "scienceqa"
-    higher_is_better = {"accuracy": True, "img_accuracy": True}
 
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        rows, failed = split_rows(generations)
-        outcomes = []
-        for row, meta in rows + failed:
-            if "pid" not in meta:
-                continue  # an unparsable problem: it has no choices to score against
-            problem = {"choices": meta["choices"], "answer": OPTIONS.index(meta["answer"])}
-            # stripped, as LLaVA's model_vqa_science.py writes its answers
-            text = (row["output_text"] or "").strip() if row.get("error") is None else ""
-            outcomes.append(score_sample(meta["pid"], problem, {"text": text, "prompt": IMAGE_TOKEN}))
-        return {**aggregate(outcomes), "n_errors": len(failed)}
+def aggregate_run(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """`aggregate` over a run's scored outcomes, plus its error count."""
+    scored = [{key: value for key, value in o.items() if key not in ("scored", "failed")} for o in outcomes if o["scored"]]
+    return {**aggregate(scored), "n_errors": sum(o["failed"] for o in outcomes)}
+
+
+METRICS.register("scienceqa")(Metric(
+    name="scienceqa",
+    description="ScienceQA-IMG accuracy as LLaVA's eval_science_qa.py parses answers; an error row is wrong.",
+    per_sample=per_row(sample_outcome),
+    aggregate=aggregate_run,
+    higher_is_better={"accuracy": True, "img_accuracy": True},
+))

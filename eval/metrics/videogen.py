@@ -20,14 +20,13 @@ and not judged; a consistency item with an error in either answer is left out wh
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
 from eval.io import read_records
-from eval.metrics._rows import split_rows
+from eval.judges import Judge
 from eval.metrics.videoqa import judge_items, reply_score, unjudged_list, video_chatgpt_keys
 
 CRITERIA = ("correctness", "detail", "context", "temporal", "consistency")
@@ -39,6 +38,7 @@ SUBSET_CRITERIA = {
     "consistency": ("consistency",),
 }
 """The criteria each of the benchmark's question files is judged on."""
+CRITERION_SUBSET = {criterion: subset for subset, criteria in SUBSET_CRITERIA.items() for criterion in criteria}
 
 _SINGLE_KEYS = ("video_name", "Q", "A", "pred")
 _PAIR_KEYS = ("video_name", "Q1", "Q2", "A", "pred1", "pred2")
@@ -107,10 +107,10 @@ def read_textgen(path: str | Path, reference: str = "video_chatgpt") -> tuple[li
     return items, subset
 
 
-def criterion_average(judgements: list[dict[str, Any]]) -> float | None:
-    """The references' aggregate for one criterion: Σ int(score) / judged items."""
-    scores = [reply_score(j) for j in judgements]
-    return sum(scores) / len(scores) if scores else None
+def criterion_result(scores: list[int], unjudged: dict[Any, str]) -> dict[str, Any]:
+    """One criterion's entry: the references' Σ int(score) / judged items, with the unjudged."""
+    return {"average_score": sum(scores) / len(scores) if scores else None, "n": len(scores),
+            "n_unjudged": len(unjudged), "unjudged": unjudged_list(unjudged)}
 
 
 def score_textgen(
@@ -130,12 +130,23 @@ def score_textgen(
         {"judge", "criteria": {criterion: {average_score, n, n_unjudged, unjudged}}} plus each
         criterion's average_score at the top level.
     """
+    result: dict[str, Any] = {"judge": judge_spec, "criteria": {}}
+    for criterion, (judge, judged, unjudged) in judge_batches(batches, judge_spec, cache, backoff_s):
+        result["judge"] = judge.spec
+        result["criteria"][criterion] = criterion_result([reply_score(j) for j in judged.values()], unjudged)
+        result[criterion] = result["criteria"][criterion]["average_score"]
+    return result
+
+
+def judge_batches(
+    batches: list[tuple[tuple[str, ...], list[dict[str, Any]]]], judge_spec: str, cache: Path, backoff_s: float = 1.0,
+) -> Iterator[tuple[str, tuple[Judge, dict[Any, dict[str, Any]], dict[Any, str]]]]:
+    """(criterion, `judge_items`' result) for each criterion of each batch, checked first."""
     named = [criterion for criteria, _ in batches for criterion in criteria]
     if unknown := [c for c in named if c not in CRITERIA]:
         raise ScoringError(f"unknown criterion {unknown[0]!r}; use {', '.join(CRITERIA)}")
     if len(set(named)) < len(named):
         raise ScoringError("a criterion is given twice; score each criterion from one prediction file")
-    result: dict[str, Any] = {"judge": judge_spec, "criteria": {}}
     for criteria, items in batches:
         for criterion in criteria:
             if criterion == "consistency" and items and "pred1" not in items[0]:
@@ -144,29 +155,23 @@ def score_textgen(
                 raise ScoringError(
                     f"{criterion} needs single-question predictions (Q, pred), not the consistency file's"
                 )
-            judge, judged, unjudged = judge_items(judge_spec, criterion, items, cache, backoff_s)
-            average = criterion_average(list(judged.values()))
-            result["judge"] = judge.spec
-            result[criterion] = average
-            result["criteria"][criterion] = {
-                "average_score": average, "n": len(judged),
-                "n_unjudged": len(unjudged), "unjudged": unjudged_list(unjudged),
-            }  # fmt: skip
-    return result
+            yield criterion, judge_items(judge_spec, criterion, items, cache, backoff_s)
 
 
-def run_batches(generations: pa.Table) -> tuple[list[tuple[tuple[str, ...], list[dict[str, Any]]]], int]:
-    """A video_chatgpt run's items per subset (keyed by the question file's entry), and n_errors."""
-    def subset_of(meta: dict[str, Any]) -> str:  # version-1 rows carry no subset
-        return meta.get("subset", "consistency" if "pair" in meta else "generic")
+def _subset_of(meta: dict[str, Any]) -> str:
+    """A video_chatgpt row's question file (version-1 rows carry no subset)."""
+    return meta.get("subset", "consistency" if "pair" in meta else "generic")
 
-    rows, failed = split_rows(generations)
-    broken = {(subset_of(meta), meta.get("id")) for _, meta in failed}
+
+def run_batches(rows: list[RunRow]) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
+    """A video_chatgpt run's judge items per subset (keyed by the question file's entry); a
+    consistency pair with an error in either answer is left out whole."""
+    broken = {(_subset_of(meta), meta.get("id")) for row, meta in rows if row.get("error") is not None}
     records: dict[tuple[str, Any], dict[str, Any]] = {}
     for row, meta in rows:
-        subset = subset_of(meta)
-        if (subset, meta["id"]) in broken:
-            continue  # the other answer of this consistency pair is an error row
+        subset = _subset_of(meta)
+        if row.get("error") is not None or (subset, meta["id"]) in broken:
+            continue
         record = records.setdefault((subset, meta["id"]), {"A": meta["answer"]})
         suffix = str(meta["pair"]) if "pair" in meta else ""
         record[f"Q{suffix}"] = meta["question"]
@@ -174,25 +179,66 @@ def run_batches(generations: pa.Table) -> tuple[list[tuple[tuple[str, ...], list
     by_subset: dict[str, list[dict[str, Any]]] = {}
     for (subset, entry), record in sorted(records.items()):
         by_subset.setdefault(subset, []).append(to_judge_item(str(entry), record))
-    return [(SUBSET_CRITERIA[subset], items) for subset, items in by_subset.items()], len(failed)
+    return [(SUBSET_CRITERIA[subset], items) for subset, items in by_subset.items()]
 
 
 JUDGE_CACHE_FILE = "videogen.judged.jsonl"
+EXACT_JUDGE_ERROR = ("the exact judge cannot grade free-form video descriptions; re-score with "
+                     "scoring.judge set to openai:MODEL[@BASE_URL], hf:PATH or replay:FILE")
 
 
-@METRICS.register("videogen")
-class VideoGenMetric:
-    """Video-ChatGPT's 5 criteria over a video_chatgpt run (the criteria of the run's subset),
-    judged by the run's `scoring.judge` and cached in the run folder."""
+def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, Any]]:
+    """Each row's judged scores under its subset's criteria (`<criterion>` and
+    `<criterion>_error`), judged by the run's `scoring.judge` and cached in the run folder.
 
-    name = "videogen"
-    higher_is_better = {criterion: True for criterion in CRITERIA}
-
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        batches, n_errors = run_batches(generations)
-        if context.judge == "exact":  # a string match cannot grade a description: say so, score nothing
-            return {"judge": "exact", "criteria": {}, "n_errors": n_errors,
-                    "error": "the exact judge cannot grade free-form video descriptions; re-score with "
-                             "scoring.judge set to openai:MODEL[@BASE_URL], hf:PATH or replay:FILE"}  # fmt: skip
+    The two rows of a consistency pair are one item (`item`, resampled together); the first
+    carries its score (`counted`). Error rows are not judged and count in n_errors.
+    """
+    judgements: dict[str, dict[str, Any]] = {}
+    judge_spec = context.judge
+    if context.judge != "exact":  # a string match cannot grade a description: aggregate says so
         cache = Path(context.run_dir) / JUDGE_CACHE_FILE
-        return {**score_textgen(batches, context.judge, cache), "n_errors": n_errors}
+        for criterion, (judge, judged, unjudged) in judge_batches(run_batches(rows), context.judge, cache):
+            judge_spec = judge.spec
+            subset = CRITERION_SUBSET[criterion]
+            for entry, judgement in judged.items():
+                judgements.setdefault(f"{subset}/{entry}", {})[criterion] = reply_score(judgement)
+            for entry, error in unjudged.items():
+                judgements.setdefault(f"{subset}/{entry}", {}).update({criterion: None, f"{criterion}_error": error})
+    outcomes, seen = [], set()
+    for row, meta in rows:
+        item = f"{_subset_of(meta)}/{meta.get('id')}"
+        counted = item in judgements and item not in seen
+        seen.add(item)
+        outcomes.append({"item": item, "subset": _subset_of(meta), "failed": row.get("error") is not None,
+                         "counted": counted, "judge": judge_spec, **judgements.get(item, {})})
+    return outcomes
+
+
+def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """`score_textgen`'s result over the counted items, criteria in the benchmark's order."""
+    n_errors = sum(o["failed"] for o in outcomes)
+    judge = outcomes[0]["judge"] if outcomes else None
+    if judge == "exact":
+        return {"judge": "exact", "criteria": {}, "n_errors": n_errors, "error": EXACT_JUDGE_ERROR}
+    result: dict[str, Any] = {"judge": judge, "criteria": {}}
+    counted = [o for o in outcomes if o["counted"]]
+    for criterion in CRITERIA:
+        entries = [o for o in counted if criterion in o]
+        if not entries:
+            continue
+        scores = [o[criterion] for o in entries if o[criterion] is not None]
+        unjudged = {o["item"].split("/", 1)[1]: o[f"{criterion}_error"] for o in entries if o[criterion] is None}
+        result["criteria"][criterion] = criterion_result(scores, unjudged)
+        result[criterion] = result["criteria"][criterion]["average_score"]
+    return {**result, "n_errors": n_errors}
+
+
+METRICS.register("videogen")(Metric(
+    name="videogen",
+    description="Video-ChatGPT's 5 text-generation criteria (0-5 each) from an LLM judge, on the run's subset.",
+    per_sample=run_outcomes,
+    aggregate=aggregate,
+    higher_is_better={criterion: True for criterion in CRITERIA},
+    cluster="item",
+))

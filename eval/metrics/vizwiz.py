@@ -29,11 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from eval.api import METRICS, ScoringContext, ScoringError
+from eval.api import METRICS, Metric, ScoringError, per_row
 from eval.io import read_json_file, read_records, require
-from eval.metrics._rows import split_rows
 
 TABLES = Path(__file__).resolve().parent.parent / "data" / "evalai_answer_processor.json"
 PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
@@ -153,28 +150,31 @@ def score_files(annotations: str | Path, answers: str | Path) -> dict[str, Any]:
     return aggregate(outcomes)
 
 
-@METRICS.register("vizwiz")
-class VizWizMetric:
-    """VizWiz val accuracy over a run: the 10 human answers from each row's metadata."""
+def sample_outcome(row: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """One run row's outcome. A row without human answers (the test split) or whose entry
+    could not be parsed is not scored (`accuracy` null); an error row answers ""."""
+    failed = row.get("error") is not None
+    if "image" not in meta or not meta.get("answers"):
+        return {"image": meta.get("image"), "pred": None, "accuracy": None, "failed": failed}
+    text = "" if failed else (row["output_text"] or "")
+    return {"image": meta["image"], **score_sample(text, meta["answers"], f"sample {row['sample_id']}"), "failed": failed}
 
-    name = "vizwiz"
-    higher_is_better = {"accuracy": True}
 
-    def score_run(self, generations: pa.Table, context: ScoringContext) -> dict[str, Any]:
-        """Val: accuracy over the rows. Test (no human answers): nothing to score here, so the
-        result says so (accuracy null, `n_unscored`) instead of failing the run."""
-        rows, failed = split_rows(generations)
-        outcomes, unscored = [], 0
-        for row, meta in rows + failed:
-            if "image" not in meta:
-                continue  # an unparsable entry: nothing to score against
-            if not meta.get("answers"):
-                unscored += 1
-                continue
-            text = (row["output_text"] or "") if row.get("error") is None else ""
-            outcomes.append({"image": meta["image"],
-                             **score_sample(text, meta["answers"], f"sample {row['sample_id']}")})
-        if not outcomes:
-            return {"accuracy": None, "n": 0, "per_item": [], "n_unscored": unscored, "n_errors": len(failed),
-                    "note": "no human answers (the test split): submit vizwiz.write_submission's file to EvalAI"}
-        return {**aggregate(outcomes), "n_unscored": unscored, "n_errors": len(failed)}
+def aggregate_run(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Val: accuracy over the scored rows. Test (no human answers): nothing to score here, so
+    the result says so (accuracy null, `n_unscored`) instead of failing the run."""
+    scored = [{key: o[key] for key in ("image", "pred", "accuracy")} for o in outcomes if o["accuracy"] is not None]
+    counts = {"n_unscored": len(outcomes) - len(scored), "n_errors": sum(o["failed"] for o in outcomes)}
+    if not scored:
+        return {"accuracy": None, "n": 0, "per_item": [], **counts,
+                "note": "no human answers (the test split): submit vizwiz.write_submission's file to EvalAI"}
+    return {**aggregate(scored), **counts}
+
+
+METRICS.register("vizwiz")(Metric(
+    name="vizwiz",
+    description="VizWiz-VQA val accuracy (EvalAI normalisation, 10 human answers); the test split is not scored.",
+    per_sample=per_row(sample_outcome),
+    aggregate=aggregate_run,
+    higher_is_better={"accuracy": True},
+))
