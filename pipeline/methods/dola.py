@@ -31,7 +31,7 @@ BASE_FILTER_VALUE = -1e-3  # premature log-prob outside V_head in DoLa's code
 def candidate_layers(dola_layers: str | tuple[int, ...], final_layer: int, tied_embeddings: bool) -> list[int]:
     """Candidate premature layers, as HF's `dola_layers`: 'low' = range(start, N // 2, 2), 'high' =
     range(N // 2, N, 2) (the 20 lowest / highest for N > 40), start skipping the embeddings when
-    they are tied to the head; a tuple is taken as given (indices below N)."""
+    they are tied to the head; a tuple is taken as given (indices up to N)."""
     if not isinstance(dola_layers, str):
         return [layer for layer in dola_layers if layer <= final_layer]
     start = 0 if not tied_embeddings else (2 if final_layer > 2 else final_layer - 1 if final_layer == 2 else 0)
