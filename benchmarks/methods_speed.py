@@ -1,8 +1,11 @@
-"""Decode-step cost of LocoRE and SGRS against plain decoding, on the tiny LLaVA, side by side.
+"""Decode-step cost of LocoRE and SGRS against plain decoding, at two model widths, side by side.
 
 Same model, same prompt, 64 new tokens (EOS masked so every run decodes all of them), batch 1
-and 8. A step's time is (time for 64 tokens - time for 1 token) / 63, so prefill is excluded;
-each figure is the best of several interleaved repeats, on two clocks: the process's CPU time
+and 8, at two widths: the tiny LLaVA (hidden 64, 16 layers: a step is Python dispatch) and a
+random LLaVA whose language model has Llama-7B's width cut to 4 layers (hidden 4096: a step is
+matrix work, as on real models; 16 tokens, fewer repeats). A step's time is the median interval
+between successive selector calls of one decode (one selector call plus the forward of its
+token; prefill never enters); each figure is the best of several interleaved repeats, on two clocks: the process's CPU time
 (`time.process_time`, 1 thread; it does not count time spent waiting for a core, so it is the
 steadier figure on a shared machine) and wall time. `locore (generic LSE)` is the same LocoRE
 with the CPU kernel's LSE switched off (the extra q.K over every key that other devices and
@@ -29,9 +32,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from PIL import Image
@@ -47,18 +52,44 @@ from pipeline.methods import METHODS  # noqa: E402
 from pipeline.decoding import DecodeState, decode, greedy_select  # noqa: E402
 from pipeline.methods.sgrs import make_sgrs_select  # noqa: E402
 from pipeline.models import MODELS  # noqa: E402
+from pipeline.models.llava import tiny_llava  # noqa: E402
+from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration  # noqa: E402
 
 NEW_TOKENS = 64
 PROMPT = "Please describe this image in detail."
 SGRS = MethodConfig(name="sgrs", top_k=5, max_rejections=3)
 
 
-def setup(batch: int):
+WIDE_LAYERS = 4
+WIDE_TARGET_LAYERS = (1,)  # 3 of 4 layers above it, as LLaVA-7B's 6-8 have 23-25 of 32 above
+WIDE_LOCORE_LAYERS = (1, 1)  # 1 of 4 layers, as LLaVA-7B's 9-14 are 6 of 32
+
+
+def wide_llava():
+    """The tiny LLaVA with a Llama-7B-shaped language model cut to WIDE_LAYERS layers: hidden
+    4096, MLP 11008, 32 heads, vocab 32000 (random weights; about 1.1 B parameters, 4.3 GB in
+    float32), so a decode step is matrix work rather than Python dispatch."""
+    model, processor = tiny_llava()
+    text = model.config.text_config.to_dict()
+    text.update(hidden_size=4096, intermediate_size=11008, num_hidden_layers=WIDE_LAYERS, num_attention_heads=32,
+                num_key_value_heads=32, vocab_size=32000, initializer_range=0.02)
+    config = LlavaConfig(vision_config=model.config.vision_config, text_config=LlamaConfig(**text),
+                         image_token_id=model.config.image_token_id, vision_feature_layer=-2,
+                         vision_feature_select_strategy="default")
+    return LlavaForConditionalGeneration(config).eval(), processor
+
+
+def setup(batch: int, width: str = "tiny"):
+    """(loaded model, inputs, LocoRE layers, saliency target layers) of the tiny or 7B-wide LLaVA."""
     adapter = MODELS.get("llava15")()
+    if width == "7b":
+        adapter.build_tiny = wide_llava
     loaded = adapter.load("tiny", torch.float32, "cpu")
     attention.install(loaded.model)
     image = Visual(images=[Image.new("RGB", (56, 56), (120, 80, 40))], modality="image")
-    return loaded, adapter.build_inputs(loaded, [PROMPT] * batch, [image] * batch)
+    layers = ((adapter.default_locore_layers, adapter.default_target_layers) if width == "tiny"
+              else (WIDE_LOCORE_LAYERS, WIDE_TARGET_LAYERS))
+    return loaded, adapter.build_inputs(loaded, [PROMPT] * batch, [image] * batch), *layers
 
 
 def without_eos(select, eos: list[int]):
@@ -92,10 +123,8 @@ def naive_select(loaded, inputs, layers):
     return select
 
 
-def modes(loaded, inputs):
-    adapter = loaded.adapter
-    locore = Locore(adapter.default_locore_layers, adapter.default_locore_beta, 8)
-    layers = adapter.default_target_layers
+def modes(loaded, inputs, locore_layers, layers):
+    locore = Locore(locore_layers, loaded.adapter.default_locore_beta, 8)
     return {
         "plain": lambda: (greedy_select, {}),
         "locore": lambda: (greedy_select, {"locore": locore}),
@@ -105,9 +134,11 @@ def modes(loaded, inputs):
     }
 
 
-def run(loaded, inputs, mode, tokens: int, select_wrapper=None) -> tuple[float, float]:
-    """One decode of `tokens` tokens: (wall seconds, process CPU seconds)."""
-    select, options = modes(loaded, inputs)[mode]()
+def run(loaded, inputs, mode, tokens: int, select_wrapper=None, layers=None) -> tuple[float, float]:
+    """One decode of `tokens` tokens: (wall seconds, process CPU seconds). `layers`: (LocoRE
+    layers, saliency target layers), the adapter's defaults when None."""
+    layers = layers or (loaded.adapter.default_locore_layers, loaded.adapter.default_target_layers)
+    select, options = modes(loaded, inputs, *layers)[mode]()
     if select_wrapper is not None:
         select = select_wrapper(select)
     eos = sorted(loaded.eos_token_ids)
@@ -123,13 +154,24 @@ def run(loaded, inputs, mode, tokens: int, select_wrapper=None) -> tuple[float, 
         attention._FLASH_CPU = kernel
 
 
-def step_seconds(loaded, inputs, mode, tokens: int) -> tuple[float, float]:
-    """Decode-step (wall, CPU) seconds, prefill excluded."""
-    long, short = run(loaded, inputs, mode, tokens), run(loaded, inputs, mode, 1)
-    return tuple((a - b) / (tokens - 1) for a, b in zip(long, short))
+def step_seconds(loaded, inputs, mode, tokens: int, layers=None) -> tuple[float, float]:
+    """Decode-step (wall, CPU) seconds: the median interval between successive selector calls
+    of one decode (a selector call plus the forward of its token), so prefill never enters."""
+    marks: list[tuple[float, float]] = []
+
+    def marked(select):
+        def select_marked(state: DecodeState):
+            marks.append((time.perf_counter(), time.process_time()))
+            return select(state)
+
+        return select_marked
+
+    run(loaded, inputs, mode, tokens, marked, layers)
+    intervals = [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(marks)]
+    return tuple(statistics.median(interval[clock] for interval in intervals) for clock in range(2))
 
 
-def step_memory(loaded, inputs, mode, tokens: int = 6) -> tuple[int, int]:
+def step_memory(loaded, inputs, mode, tokens: int = 6, layers=None) -> tuple[int, int]:
     """(resident bytes at a step's start, peak transient bytes of the step), the latter the max
     over the whole steps 2..tokens-1 of one decode, from the profiler's allocation events."""
     resident = []
@@ -146,7 +188,7 @@ def step_memory(loaded, inputs, mode, tokens: int = 6) -> tuple[int, int]:
         return select_marked
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        run(loaded, inputs, mode, tokens, marked)
+        run(loaded, inputs, mode, tokens, marked, layers)
     events = prof.profiler.kineto_results.events()
     marks = sorted(e.start_ns() for e in events if e.name() == "halleval::step")
     allocations = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
@@ -200,49 +242,102 @@ def baseline_ratios(loaded, inputs, repeats: int) -> None:
             print(f"  {name:5s} / plain               CPU {best[name][1] / plain[1]:.2f}  wall {best[name][0] / plain[0]:.2f}")
 
 
+WIDTHS = {  # width -> (new tokens per timed decode, repeats divisor); the wide model is ~100x slower
+    "tiny": (NEW_TOKENS, 1),
+    "7b": (16, 2),
+}
+
+
+def paper_methods(width: str, batch: int, repeats: int, naive: bool) -> None:
+    """Prints LocoRE's, SGRS's (and the naive SGRS's) step time and SGRS's peak memory against a
+    plain step, for one width and batch size."""
+    loaded, inputs, locore_layers, target_layers = setup(batch, width)
+    layers = (locore_layers, target_layers)
+    tokens, divisor = WIDTHS[width]
+    timed = ("plain", "locore", "locore_generic", "sgrs")
+    best = {mode: [float("inf"), float("inf")] for mode in timed}
+    run(loaded, inputs, "sgrs", 4, layers=layers)  # warm-up
+    run(loaded, inputs, "locore", 4, layers=layers)
+    for _ in range(max(1, repeats // divisor)):
+        for mode in timed:  # interleaved, so load drift hits every mode alike
+            for clock, seconds in enumerate(step_seconds(loaded, inputs, mode, tokens, layers)):
+                best[mode][clock] = min(best[mode][clock], seconds)
+    plain = best["plain"]
+
+    def ratio(mode: str) -> str:
+        return f"CPU {best[mode][1] / plain[1]:.3f}  wall {best[mode][0] / plain[0]:.3f}"
+
+    print(f"{width} batch {batch}: plain step CPU {plain[1] * 1e3:.2f} ms, wall {plain[0] * 1e3:.2f} ms "
+          f"({tokens} tokens, LocoRE layers {locore_layers}, saliency layers {target_layers})")
+    print(f"  LocoRE / plain                {ratio('locore')}  (target <= 1.07)")
+    print(f"  LocoRE generic LSE / plain    {ratio('locore_generic')}")
+    print(f"  SGRS K=5 R=3 / plain          {ratio('sgrs')}  (target <= 2.5)")
+    if naive:
+        slow = step_seconds(loaded, inputs, "naive", 5, layers)
+        print(f"  naive SGRS / plain            CPU {slow[1] / plain[1]:.1f}  wall {slow[0] / plain[0]:.1f}")
+    memory = {mode: step_memory(loaded, inputs, mode, layers=layers) for mode in ("plain", "locore", "sgrs")}
+    resident = memory["plain"][0]
+    for mode, (_, transient) in memory.items():
+        print(f"  peak memory {mode:6s}: transient {transient / 2**20:9.2f} MiB, total {(resident + transient) / 2**20:.1f} MiB")
+    print(
+        f"  peak memory SGRS / plain: transient {memory['sgrs'][1] / memory['plain'][1]:.2f}, "
+        f"total {(resident + memory['sgrs'][1]) / (resident + memory['plain'][1]):.4f} (resident {resident / 2**20:.1f} MiB)"
+    )
+
+
+ATTENTION_SHAPES = (  # (batch, heads, KV heads, head dim, keys): the tiny model's, Llama-7B's, a GQA model's
+    (1, 4, 2, 16, 100), (8, 4, 2, 16, 100), (1, 32, 32, 128, 80), (8, 32, 32, 128, 80),
+    (1, 32, 32, 128, 600), (8, 32, 32, 128, 600), (1, 32, 8, 128, 600), (8, 32, 8, 128, 600),
+)
+
+
+def attention_paths(repeats: int = 200) -> None:
+    """One LocoRE decode-query attention call, CPU fast path (flash kernel's LSE) against the
+    generic path (SDPA, then q.K over every key for the LSE), per shape; best of two rounds."""
+    print("LocoRE attention call, fast path / generic path (one decode query, w_s = 8):")
+    kernel = attention._FLASH_CPU
+    for batch, heads, kv_heads, dim, keys in ATTENTION_SHAPES:
+        module = SimpleNamespace(head_dim=dim, layer_idx=0, is_causal=True, num_key_value_groups=heads // kv_heads,
+                                 training=False)
+        query, key, value = torch.randn(batch, heads, 1, dim), torch.randn(batch, kv_heads, keys, dim), torch.randn(batch, kv_heads, keys, dim)
+        mask = torch.zeros(batch, 1, 1, keys)
+        plan = attention.AttentionPlan(output_start=keys - 20, locore=Locore((0, 0), 0.15, 8), capture=None)
+        best = {"fast": float("inf"), "generic": float("inf")}
+        try:
+            for path in ("fast", "generic") * 2:
+                attention._FLASH_CPU = kernel if path == "fast" else None
+                with attention.active(plan):
+                    attention.halleval_attention(module, query, key, value, mask)
+                    start = time.perf_counter()
+                    for _ in range(repeats):
+                        attention.halleval_attention(module, query, key, value, mask)
+                    best[path] = min(best[path], (time.perf_counter() - start) / repeats)
+        finally:
+            attention._FLASH_CPU = kernel
+        print(f"  B {batch} heads {heads}/{kv_heads} dim {dim} keys {keys:4d}: fast {best['fast'] * 1e6:8.1f} us, "
+              f"generic {best['generic'] * 1e6:8.1f} us, ratio {best['fast'] / best['generic']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--widths", default="tiny,7b", help="tiny, 7b or both (comma-separated); 7b needs ~6 GB")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip beam/VCD/OPERA/DoLa")
     parser.add_argument("--only-baselines", action="store_true", help="time only beam/VCD/OPERA/DoLa")
     args = parser.parse_args()
     torch.set_num_threads(1)  # steadier timings on a shared machine
     print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
     for batch in (1, 8):
-        loaded, inputs = setup(batch)
         if args.baselines:
+            loaded, inputs, _, _ = setup(batch)
             print(f"batch {batch}: baselines, step time relative to a greedy step ({BASELINE_TOKENS} tokens)")
             baseline_ratios(loaded, inputs, max(1, args.repeats // 2))
-            attention.install(loaded.model)
         if args.only_baselines:
             continue
-        timed = ("plain", "locore", "locore_generic", "sgrs")
-        best = {mode: [float("inf"), float("inf")] for mode in timed}
-        run(loaded, inputs, "sgrs", 4)  # warm-up
-        run(loaded, inputs, "locore", 4)
-        for _ in range(args.repeats):
-            for mode in timed:  # interleaved, so load drift hits every mode alike
-                for clock, seconds in enumerate(step_seconds(loaded, inputs, mode, NEW_TOKENS)):
-                    best[mode][clock] = min(best[mode][clock], seconds)
-        naive = step_seconds(loaded, inputs, "naive", 5)
-        plain = best["plain"]
-
-        def ratio(mode: str, best=best, plain=plain) -> str:
-            return f"CPU {best[mode][1] / plain[1]:.3f}  wall {best[mode][0] / plain[0]:.3f}"
-
-        print(f"batch {batch}: plain step CPU {plain[1] * 1e3:.2f} ms, wall {plain[0] * 1e3:.2f} ms")
-        print(f"  LocoRE / plain                {ratio('locore')}  (target <= 1.07)")
-        print(f"  LocoRE generic LSE / plain    {ratio('locore_generic')}")
-        print(f"  SGRS K=5 R=3 / plain          {ratio('sgrs')}  (target <= 3.0)")
-        print(f"  naive SGRS / plain            CPU {naive[1] / plain[1]:.1f}  wall {naive[0] / plain[0]:.1f}")
-        memory = {mode: step_memory(loaded, inputs, mode) for mode in ("plain", "locore", "sgrs")}
-        resident = memory["plain"][0]
-        for mode, (_, transient) in memory.items():
-            print(f"  peak memory {mode:6s}: transient {transient / 1024:8.1f} KiB, total {(resident + transient) / 2**20:.3f} MiB")
-        print(
-            f"  peak memory SGRS / plain: transient {memory['sgrs'][1] / memory['plain'][1]:.2f}, "
-            f"total {(resident + memory['sgrs'][1]) / (resident + memory['plain'][1]):.4f} (resident {resident / 2**20:.3f} MiB)"
-        )
+        for width in args.widths.split(","):
+            paper_methods(width, batch, args.repeats, naive=width == "tiny")
+    if not args.only_baselines:
+        attention_paths()
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
