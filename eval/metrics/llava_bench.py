@@ -29,6 +29,7 @@ from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
 from eval.criteria import LLAVA_RULES
 from eval.io import read_records, require
 from eval.judges import JudgeCache, JudgeSettings, judge_all, make_judge, require_llm_judge
+from eval.metrics._rows import counting_errors, judged_rows
 
 REVIEWS_FILE = "llava_bench.reviews.jsonl"
 JUDGE_CACHE_FILE = "llava_bench.judged.jsonl"
@@ -172,26 +173,14 @@ def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, 
     reviewed = {o["id"]: o for o in review_outcomes(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE)}
     write_reviews([o["review"] for o in reviewed.values() if o["review"] is not None],
                   Path(context.run_dir) / REVIEWS_FILE)
-    outcomes = []
-    for row, meta in rows:
-        outcome = reviewed.get(meta.get("question_id")) if row.get("error") is None else None
-        if outcome is None:  # an error row (or one without a question): not reviewed, not counted as unjudged
-            outcome = {"id": meta.get("question_id"), "category": None, "tuple": None, "judge_error": None,
-                       "judge": context.judge, "review": None}
-        outcomes.append({**outcome, "failed": row.get("error") is not None})
-    return outcomes
-
-
-def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    """LLaVA-Bench's scores of the reviewed rows; error rows are counted, never reviewed."""
-    generated = [o for o in outcomes if not o["failed"]]
-    return {**review_scores(generated), "n_errors": len(outcomes) - len(generated)}
+    blank = {"category": None, "tuple": None, "judge_error": None, "judge": context.judge, "review": None}
+    return judged_rows(rows, reviewed, "question_id", blank)
 
 
 METRICS.register("llava_bench")(Metric(
     name="llava_bench",
     description="LLaVA-Bench (in-the-wild) relative score from an LLM judge's review, as LLaVA summarises it.",
     per_sample=run_outcomes,
-    aggregate=aggregate,
+    aggregate=counting_errors(review_scores),
     higher_is_better={"relative_score": True, "model_score": True},
 ))

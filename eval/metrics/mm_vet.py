@@ -26,6 +26,7 @@ from typing import Any
 from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
 from eval.io import require
 from eval.judges import JudgeCache, JudgeSettings, judge_all, make_judge, require_llm_judge
+from eval.metrics._rows import counting_errors, judged_rows
 
 METADATA_FILE = "mm-vet.json"
 GRADES_FILE = "mm_vet.grades.json"
@@ -167,26 +168,14 @@ def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, 
     items = read_items(metadata, results, every_sample=False)
     graded = {o["id"]: o for o in grade_outcomes(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE)}
     write_grades(grade_file(list(graded.values())), Path(context.run_dir) / GRADES_FILE)
-    outcomes = []
-    for row, meta in rows:
-        outcome = graded.get(meta.get("id")) if row.get("error") is None else None
-        if outcome is None:  # an error row: not graded, not counted as unjudged
-            outcome = {"id": meta.get("id"), "capability": meta.get("capability"), "score": None, "content": None,
-                       "judge_error": None, "judge": context.judge}
-        outcomes.append({**outcome, "failed": row.get("error") is not None})
-    return outcomes
-
-
-def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    """MM-Vet's totals of the graded rows; error rows are counted, never graded."""
-    generated = [o for o in outcomes if not o["failed"]]
-    return {**grade_scores(generated), "n_errors": len(outcomes) - len(generated)}
+    return judged_rows(rows, graded, "id", {"capability": None, "score": None, "content": None, "judge_error": None,
+                                            "judge": context.judge})
 
 
 METRICS.register("mm_vet")(Metric(
     name="mm_vet",
     description="MM-Vet total and per-capability scores from an LLM grader (0-1 per answer), as its evaluator totals.",
     per_sample=run_outcomes,
-    aggregate=aggregate,
+    aggregate=counting_errors(grade_scores),
     higher_is_better={"total": True},
 ))

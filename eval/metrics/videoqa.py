@@ -25,6 +25,7 @@ from typing import Any
 from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
 from eval.io import read_records
 from eval.judges import Judge, JudgeCache, judge_all, make_judge
+from eval.metrics._rows import counting_errors
 
 QA_LAYOUTS = {
     "video_llava": ("id", "question", "answer", "pred"),
@@ -180,16 +181,10 @@ def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, 
             for row, meta in rows]
 
 
-def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Video QA scores of the rows that generated; error rows are counted, never judged."""
-    generated = [o for o in outcomes if not o["failed"]]
-    return {**qa_scores(generated), "n_errors": len(outcomes) - len(generated)}
-
-
 METRICS.register("videoqa")(Metric(
     name="videoqa",
     description="Video QA accuracy and mean score (0-5) from an LLM judge, as Video-ChatGPT scores them.",
     per_sample=run_outcomes,
-    aggregate=aggregate,
+    aggregate=counting_errors(qa_scores),
     higher_is_better={"accuracy": True, "average_score": True},
 ))
