@@ -150,7 +150,12 @@ def score_reviews(items: list[dict[str, Any]], judge_spec: str, cache: Path,
         (result, reviews): the scores, and the reviews in the reference's review-file format.
     """
     outcomes = review_outcomes(items, judge_spec, cache, settings)
-    return review_scores(outcomes, judge_spec), [o["review"] for o in outcomes if o["review"] is not None]
+    return review_scores(outcomes, judge_spec), review_file(outcomes)
+
+
+def review_file(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reviewed outcomes in the reference's review-file format (summarize_gpt_review.py's input)."""
+    return [o["review"] for o in outcomes if o["review"] is not None]
 
 
 def write_reviews(reviews: list[dict[str, Any]], path: Path) -> Path:
@@ -171,8 +176,7 @@ def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, 
     items = read_items(root / "questions.jsonl", root / "context.jsonl", root / "answers_gpt4.jsonl",
                        answers, every_question=False)
     reviewed = {o["id"]: o for o in review_outcomes(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE)}
-    write_reviews([o["review"] for o in reviewed.values() if o["review"] is not None],
-                  Path(context.run_dir) / REVIEWS_FILE)
+    write_reviews(review_file(list(reviewed.values())), Path(context.run_dir) / REVIEWS_FILE)
     blank = {"category": None, "tuple": None, "judge_error": None, "judge": context.judge, "review": None}
     return judged_rows(rows, reviewed, "question_id", blank)
 

@@ -116,10 +116,12 @@ def grade_outcomes(items: list[dict[str, Any]], judge_spec: str, cache: Path,
     require_llm_judge(judge_spec, "MM-Vet's GPT grader")
     judge = make_judge(judge_spec)
     judged, unjudged = judge_all(judge, "mm_vet_grade", items, JudgeCache(cache), settings=settings)
-    return [{"id": item["id"], "capability": item["capability"],
-             "score": judged[item["id"]]["score"] if item["id"] in judged else None,
-             "content": judged[item["id"]]["content"] if item["id"] in judged else None,
-             "judge_error": unjudged.get(item["id"]), "judge": judge.spec} for item in items]
+    outcomes = []
+    for item in items:
+        reply = judged.get(item["id"], {})
+        outcomes.append({"id": item["id"], "capability": item["capability"], "score": reply.get("score"),
+                         "content": reply.get("content"), "judge_error": unjudged.get(item["id"]), "judge": judge.spec})
+    return outcomes
 
 
 def grade_scores(outcomes: list[dict[str, Any]], judge_spec: str | None = None) -> dict[str, Any]:

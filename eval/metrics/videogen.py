@@ -207,10 +207,11 @@ def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, 
                 judgements.setdefault(f"{subset}/{entry}", {}).update({criterion: None, f"{criterion}_error": error})
     outcomes, seen = [], set()
     for row, meta in rows:
-        item = f"{_subset_of(meta)}/{meta.get('id')}"
+        subset, entry = _subset_of(meta), str(meta.get("id"))
+        item = f"{subset}/{entry}"
         counted = item in judgements and item not in seen
         seen.add(item)
-        outcomes.append({"item": item, "subset": _subset_of(meta), "failed": row.get("error") is not None,
+        outcomes.append({"item": item, "entry": entry, "subset": subset, "failed": row.get("error") is not None,
                          "counted": counted, "judge": judge_spec, **judgements.get(item, {})})
     return outcomes
 
@@ -228,7 +229,7 @@ def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         if not entries:
             continue
         scores = [o[criterion] for o in entries if o[criterion] is not None]
-        unjudged = {o["item"].split("/", 1)[1]: o[f"{criterion}_error"] for o in entries if o[criterion] is None}
+        unjudged = {o["entry"]: o[f"{criterion}_error"] for o in entries if o[criterion] is None}
         result["criteria"][criterion] = criterion_result(scores, unjudged)
         result[criterion] = result["criteria"][criterion]["average_score"]
     return {**result, "n_errors": n_errors}

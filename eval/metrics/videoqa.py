@@ -25,7 +25,7 @@ from typing import Any
 from eval.api import METRICS, Metric, RunRow, ScoringContext, ScoringError
 from eval.io import read_records
 from eval.judges import Judge, JudgeCache, judge_all, make_judge
-from eval.metrics._rows import counting_errors
+from eval.metrics._rows import counting_errors, judged_rows
 
 QA_LAYOUTS = {
     "video_llava": ("id", "question", "answer", "pred"),
@@ -174,11 +174,9 @@ def run_outcomes(rows: list[RunRow], context: ScoringContext) -> list[dict[str, 
     error rows are not judged and count in n_errors."""
     items = [{"id": meta["id"], "question": meta["question"], "answer": meta.get("answer", row.get("reference")),
               "pred": row["output_text"] or ""} for row, meta in rows if row.get("error") is None]
-    verdicts = iter(qa_outcomes(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE))
-    return [next(verdicts) | {"failed": False} if row.get("error") is None else
-            {"id": meta.get("id"), "judged": False, "pred": None, "verdict": None, "score": None,
-             "judge_error": None, "judge": context.judge, "failed": True}
-            for row, meta in rows]
+    verdicts = {o["id"]: o for o in qa_outcomes(items, context.judge, Path(context.run_dir) / JUDGE_CACHE_FILE)}
+    blank = {"judged": False, "pred": None, "verdict": None, "score": None, "judge_error": None, "judge": context.judge}
+    return judged_rows(rows, verdicts, "id", blank)
 
 
 METRICS.register("videoqa")(Metric(
