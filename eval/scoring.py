@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval.api import METRICS, Metric, Outcome, ScoringContext
+from eval.api import METRICS, Metric, Outcome, ScoringContext, ScoringError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -154,7 +154,7 @@ def score_run(
     pending = {name: task.remote(name, context) for name in metric_names}
     generations = read_generations(context.run_dir, columns=["error", "n_generated"])
     errors = generations.column("error").to_pylist()
-    results = {name: ray.get(ref) for name, ref in pending.items()}
+    results = {name: _scored(name, ref, context) for name, ref in pending.items()}
     scores = {
         **identity,
         "n_samples": generations.num_rows,
@@ -168,6 +168,23 @@ def score_run(
         pq.write_table(samples, run_dir / SAMPLES_FILE)
     (run_dir / SCORES_FILE).write_text(json.dumps(scores, indent=2, sort_keys=False))
     return scores
+
+
+def _scored(metric_name: str, ref: Any, context: ScoringContext) -> MetricResult:
+    """A scoring task's result. A ScoringError inside the task (e.g. nothing a metric can score)
+    comes back as one line naming the run and the metric, not as the task's remote traceback.
+
+    Raises:
+        ScoringError: the metric could not score the run.
+    """
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, ScoringError):
+            raise ScoringError(f"{context.run_dir}: {metric_name}: {error.cause}") from None
+        raise
 
 
 def load_scores(run_dir: Path) -> dict[str, Any]:

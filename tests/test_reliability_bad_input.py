@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import read_benchmark
 from PIL import Image
 
+from eval.api import ScoringContext, ScoringError
+from eval.scoring import score_run
 from jobs.cli import main
 from pipeline.config import load_config
-from pipeline.schema import read_generations
+from pipeline.schema import GENERATIONS_DIR, read_generations, to_table
 from pipeline.synth import write_synthetic
 from test_visuals import hostile_jpeg2000, unsupported_dds
 
@@ -252,3 +256,17 @@ def test_a_video_with_no_frames_is_an_error_row(local_ray, synth, tmp_path):
     assert rows["msvd_qa-good"]["error"] is None and rows["msvd_qa-good"]["output_text"] is not None
     assert f"video {root / 'videos' / 'empty.avi'} has no frames" in rows["msvd_qa-empty"]["error"]
     assert "question_id unanswered has no answer in test_a.json" in rows["msvd_qa-entry3"]["error"]
+
+
+def test_a_run_no_metric_can_score_fails_with_one_line_naming_run_and_metric(local_ray, synth, tmp_path):
+    """Every POPE row an error (e.g. a question file whose every entry is broken): scoring runs
+    as a Ray task, and its ScoringError reaches the user as one line, not the task's traceback."""
+    rows = [{**s.to_row(), "run_id": "r", "model": "m", "method": "greedy", "error": "image missing"}
+            for s in read_benchmark("pope", synth.pope_root)[:3]]
+    (tmp_path / GENERATIONS_DIR).mkdir()
+    pq.write_table(to_table(rows), tmp_path / GENERATIONS_DIR / "part-0.parquet")
+    context = ScoringContext(benchmark_root=synth.pope_root, run_dir=tmp_path)
+    with pytest.raises(ScoringError) as raised:
+        score_run(context, ("pope",), {"run_id": "r"})
+    assert str(raised.value) == f"{tmp_path}: pope: no answers to score"
+    assert type(raised.value) is ScoringError  # not Ray's RayTaskError wrapper, whose text carries the traceback
