@@ -43,6 +43,7 @@ from pipeline.methods import METHODS  # noqa: E402
 from pipeline.models import MODELS  # noqa: E402
 from pipeline.models.llava import tiny_llava  # noqa: E402
 from pipeline.models.tiny import seeded_init  # noqa: E402
+from pipeline.model_inputs import build_inputs  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LLAMA_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32}
@@ -76,7 +77,7 @@ def build(width: dict[str, int], layers: int, dtype: torch.dtype, device: str) -
 
 def batch_inputs(loaded: LoadedModel, batch: int) -> dict[str, torch.Tensor]:
     image = Visual(images=[Image.new("RGB", (56, 56), (120, 80, 40))], modality="image")
-    return loaded.adapter.build_inputs(loaded, [PROMPT] * batch, [image] * batch)
+    return build_inputs(loaded, [PROMPT] * batch, [image] * batch)
 
 
 def greedy_agreement(loaded: LoadedModel, tokens: int) -> float:

@@ -53,6 +53,7 @@ from pipeline.decoding import DecodeState, decode, greedy_select  # noqa: E402
 from pipeline.methods.sgrs import make_sgrs_select  # noqa: E402
 from pipeline.models import MODELS  # noqa: E402
 from pipeline.models.llava import tiny_llava  # noqa: E402
+from pipeline.model_inputs import build_inputs  # noqa: E402
 from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration  # noqa: E402
 
 NEW_TOKENS = 64
@@ -89,7 +90,7 @@ def setup(batch: int, width: str = "tiny"):
     image = Visual(images=[Image.new("RGB", (56, 56), (120, 80, 40))], modality="image")
     layers = ((adapter.default_locore_layers, adapter.default_target_layers) if width == "tiny"
               else (WIDE_LOCORE_LAYERS, WIDE_TARGET_LAYERS))
-    return loaded, adapter.build_inputs(loaded, [PROMPT] * batch, [image] * batch), *layers
+    return loaded, build_inputs(loaded, [PROMPT] * batch, [image] * batch), *layers
 
 
 def without_eos(select, eos: list[int]):

@@ -1,9 +1,10 @@
 """The interfaces between the parts of the pipeline; implementations import these, not each other.
 
 - `Sample`: one benchmark item, as a reader yields it (paths only; pixels are decoded in the
-  inference actor so a dataset streams).
+  pipeline's CPU stage, so a dataset streams).
 - `Benchmark`: a registered reader of a benchmark's released on-disk format.
-- `ModelAdapter`: a registered LVLM family: loading, chat template, visual token spans, defaults.
+- `ModelAdapter`: a registered LVLM family: loading, chat template and processing, visual token
+  spans, defaults.
 - `DecodingMethod`: a registered way to pick tokens (greedy, sample, sgrs, ...).
 - `Generation`: what a method returns per sample; it becomes one Parquet row.
 """
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:  # torch is heavy; readers and the driver never need it
     import torch
     from PIL import Image
+    from transformers import BatchFeature
 
     from pipeline.config import BenchmarkConfig, MethodConfig, ModelArgs
 
@@ -84,8 +86,8 @@ class LoadedModel:
     tokenizer: Any
     adapter: ModelAdapter
     device: str = "cpu"
-    # The run's `model.conversation` (for adapters that offer several prompt templates); set per
-    # run by the inference stage, since one loaded model can serve runs with different ones.
+    # The run's `model.conversation` (for adapters that offer several prompt templates), which
+    # `pipeline.model_inputs.build_inputs` passes to `process`.
     conversation: str | None = None
 
     @property
@@ -112,10 +114,13 @@ class ModelAdapter(Protocol):
         from_pretrained; checkpoint 'tiny' builds a small random model offline."""
         ...
 
-    def build_inputs(
-        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-    ) -> dict[str, torch.Tensor]:
-        """Applies the chat template and processor to a batch, left-padded, on loaded.device."""
+    def process(
+        self, processor: Any, prompts: Sequence[str], visuals: Sequence[Visual], conversation: str | None = None
+    ) -> BatchFeature:
+        """Applies the chat template (the run's `model.conversation`, where the family offers
+        several) and the processor to a batch, left-padded, on CPU. The pipeline calls it per
+        sample in a CPU stage and batches with `pipeline.model_inputs.collate`, which must give
+        what this returns for the whole batch (tests/test_models.py checks every family)."""
         ...
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:

@@ -1,82 +1,100 @@
-"""The Ray Data stages of generation: `decode_visuals`, a CPU map stage that decodes each
-sample's image or video frames, and `InferenceStage`, a UDF class that holds one model and
-turns sample rows into generation rows (GENERATION_SCHEMA). Heavy set-up happens once, in
-`__init__`, per actor; one actor can serve several runs that use the same weights (the cells of
-a grid).
+"""The Ray Data stages of generation: `prepare_inputs`, a CPU map stage that decodes each
+sample's image or video frames and runs its model's processor, and `InferenceStage`, a UDF class
+that holds one model and turns sample rows into generation rows (GENERATION_SCHEMA). Heavy
+set-up happens once, in `__init__`, per actor; one actor can serve several runs that use the same
+weights (the cells of a grid).
 
-Decoding runs in Ray tasks beside the model actor (Ray Data's pattern for batch inference), so
-the actor's time goes to the processor and the model: decoded pixels travel as raw RGB bytes
-(`FRAMES`, `FRAME_SHAPES`), which the actor wraps back into PIL images bit for bit. Rows without
-those columns (the stage called in-process, as a plain loop) are decoded in the actor.
+Decoding and processing run in Ray tasks beside the model actor (Ray Data's pattern for batch
+inference), so the actor's time goes to the model: each sample's processed tensors travel as
+safetensors bytes (`MODEL_INPUTS`), which the actor batches (`pipeline.model_inputs.collate`,
+equal to the processor's own batching). Rows without that column (the stage called in-process,
+as a plain loop) are decoded and processed in the actor by the same function.
 
-A bad sample never kills the batch: an undecodable image or a failed generation becomes a row
-with `error` set, and the rest of the batch is generated as usual.
+A bad sample never kills the batch: an undecodable image, a processor failure or a failed
+generation becomes a row with `error` set, and the rest of the batch is generated as usual.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import torch
-from PIL import Image
 
-from pipeline.api import DecodingMethod, Generation, LoadedModel, Sample, Visual
-from pipeline.config import RunConfig
+from pipeline.api import DecodingMethod, Generation, LoadedModel, ModelAdapter, Sample
+from pipeline.config import ModelArgs, RunConfig
 from pipeline.methods import METHODS
+from pipeline.model_inputs import collate, from_bytes, sample_inputs, to_bytes, to_model
 from pipeline.models import MODELS
-from pipeline.models._common import actor_placement
+from pipeline.models._common import actor_placement, processor_only
 from pipeline.schema import to_table
 from pipeline.visuals import load_visual
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
-FRAMES = "frames"  # decoded RGB pixels, one binary value per image or video frame
-FRAME_SHAPES = "frame_shapes"  # [height, width] of each frame
-MODALITY = "modality"  # "image" or "video": the Visual's modality
+MODEL_INPUTS = "model_inputs"  # one sample's processed tensors, safetensors bytes
 
 
-def decode_visuals(batch: pa.Table, num_frames: dict[str, int]) -> pa.Table:
-    """Ray Data map stage: adds each row's decoded frames (FRAMES, FRAME_SHAPES, MODALITY).
+def processed(adapter: ModelAdapter, processor: Any, config: RunConfig, sample: Sample) -> dict[str, torch.Tensor]:
+    """One sample's model inputs: its image or video frames decoded and run through the processor.
 
-    A row whose image or video does not decode gets `error` set (and no frames), so the actor
-    writes it as an error row; a row that already has an error passes through.
+    Raises:
+        ValueError: the visual does not decode (the message names the file), or the processor
+            failed on this sample.
+    """
+    visual = load_visual(sample, config.benchmark.num_frames)
+    try:
+        return sample_inputs(processor, adapter, sample.prompt, visual, config.model.conversation)
+    except Exception as error:  # noqa: BLE001 - any processor failure is this sample's error row
+        raise ValueError(f"processing failed: {error.__class__.__name__}: {error}") from error
+
+
+@functools.lru_cache(maxsize=None)
+def _run_config(config_json: str) -> RunConfig:
+    return RunConfig.model_validate_json(config_json)
+
+
+@functools.lru_cache(maxsize=8)
+def _processor(name: str, checkpoint: str, args_json: str) -> Any:
+    """A model's processor, loaded once per worker process (Ray reuses a task's worker)."""
+    return processor_only(MODELS.get(name)(), checkpoint, ModelArgs.model_validate_json(args_json))
+
+
+def prepare_inputs(batch: pa.Table, cells: list[tuple[str, str]]) -> pa.Table:
+    """Ray Data map stage: adds each row's processed model inputs (MODEL_INPUTS).
+
+    A row whose image or video does not decode, or which its processor rejects, gets `error`
+    set (and no inputs), so the actor writes it as an error row; a row that already has an
+    error passes through.
 
     Args:
         batch: queue rows (Sample fields plus run_id).
-        num_frames: run_id -> frames to sample from a video.
+        cells: (RunConfig JSON, benchmark reader version) of every run the rows may belong to.
     """
-    frames, shapes, modalities, errors = [], [], [], []
+    configs = {config.run_id: config for config in (_run_config(text) for text, _ in cells)}
+    inputs, errors = [], []
     for row in batch.to_pylist():
-        sample = Sample.from_row(row)
-        visual, error = None, sample.error
+        sample, config = Sample.from_row(row), configs[row["run_id"]]
+        data, error = None, sample.error
         if error is None:
+            model = config.model
+            processor = _processor(model.name, model.checkpoint, model.args.model_dump_json())
             try:
-                visual = load_visual(sample, num_frames[row["run_id"]])
+                data = to_bytes(processed(MODELS.get(model.name)(), processor, config, sample))
             except ValueError as failure:
                 error = str(failure)
-        rgb = [image.convert("RGB") for image in visual.images] if visual else []
-        frames.append([image.tobytes() for image in rgb])
-        shapes.append([[image.height, image.width] for image in rgb])
-        modalities.append(visual.modality if visual else None)
+        inputs.append(data)
         errors.append(error)
     batch = batch.set_column(batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string()))
-    batch = batch.append_column(FRAMES, pa.array(frames, pa.list_(pa.binary())))
-    batch = batch.append_column(FRAME_SHAPES, pa.array(shapes, pa.list_(pa.list_(pa.int32()))))
-    return batch.append_column(MODALITY, pa.array(modalities, pa.string()))
-
-
-def _decoded_visual(row: dict[str, Any]) -> Visual:
-    images = [Image.frombytes("RGB", (width, height), data)
-              for data, (height, width) in zip(row[FRAMES], row[FRAME_SHAPES])]
-    return Visual(images=images, modality=row[MODALITY])
+    return batch.append_column(MODEL_INPUTS, pa.array(inputs, pa.binary()))
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -183,23 +201,23 @@ class InferenceStage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         start = time.time()
         table_rows = batch.to_pylist()
-        decoded = FRAMES in batch.column_names
+        prepared = MODEL_INPUTS in batch.column_names
         samples = [Sample.from_row(row) for row in table_rows]
         run_ids = batch.column("run_id").to_pylist()
         rows: dict[tuple[str, str], dict[str, Any]] = {}
-        ready: dict[str, list[tuple[Sample, Visual]]] = {}
+        ready: dict[str, list[tuple[Sample, dict[str, torch.Tensor]]]] = {}
         for run_id, sample, table_row in zip(run_ids, samples, table_rows):
             cell = self.cells[run_id]
             if sample.error:
                 rows[run_id, sample.sample_id] = self._row(cell, sample, error=sample.error)
                 continue
             try:
-                visual = (_decoded_visual(table_row) if decoded
-                          else load_visual(sample, cell.config.benchmark.num_frames))
+                inputs = (from_bytes(table_row[MODEL_INPUTS]) if prepared
+                          else processed(self.loaded.adapter, self.loaded.processor, cell.config, sample))
             except ValueError as error:
                 rows[run_id, sample.sample_id] = self._row(cell, sample, error=str(error))
                 continue
-            ready.setdefault(run_id, []).append((sample, visual))
+            ready.setdefault(run_id, []).append((sample, inputs))
         for run_id, items in ready.items():
             cell = self.cells[run_id]
             rows.update(((run_id, sid), row) for sid, row in self._generate(cell, items).items())
@@ -207,7 +225,7 @@ class InferenceStage:
         self._log_trace({"pid": os.getpid(), "start": start, "end": time.time(), "rows": batch.num_rows})
         return table
 
-    def _generate(self, cell: Cell, ready: list[tuple[Sample, Visual]]) -> dict[str, dict[str, Any]]:
+    def _generate(self, cell: Cell, ready: list[tuple[Sample, dict[str, torch.Tensor]]]) -> dict[str, dict[str, Any]]:
         if not ready:
             return {}
         start = time.perf_counter()
@@ -227,12 +245,9 @@ class InferenceStage:
             for (sample, _), generation in zip(ready, generations)
         }
 
-    def _generate_batch(self, cell: Cell, ready: list[tuple[Sample, Visual]]) -> list[Generation]:
-        adapter = self.loaded.adapter
+    def _generate_batch(self, cell: Cell, ready: list[tuple[Sample, dict[str, torch.Tensor]]]) -> list[Generation]:
         config = cell.config
-        # The run's prompt template; the weights are shared with the actor's other runs.
-        loaded = replace(self.loaded, conversation=config.model.conversation)
-        inputs = adapter.build_inputs(loaded, [s.prompt for s, _ in ready], [v for _, v in ready])
+        inputs = to_model(collate([inputs for _, inputs in ready], self.loaded.tokenizer.pad_token_id), self.loaded)
         generators = [
             torch.Generator(device=self.loaded.device).manual_seed(sample_seed(config.seed, s.sample_id))
             for s, _ in ready

@@ -46,7 +46,7 @@ from pipeline.fingerprint import (
     read_fingerprint,
     write_fingerprint,
 )
-from pipeline.inference import InferenceStage, decode_visuals, model_key
+from pipeline.inference import InferenceStage, prepare_inputs, model_key
 from pipeline.lease import run_lease
 from pipeline.resources import check_resources
 from pipeline.schema import (
@@ -448,12 +448,12 @@ def _run_pipeline(
     configs: list[RunConfig], queues: list[Path], cells: list[tuple[str, str]],
     folders: dict[str, Path], load_log: Path | None, trace: Path | None = None,
 ) -> None:
-    """One model group's queue pieces -> read + decode tasks -> actor pool -> sink.
+    """One model group's queue pieces -> read + decode + process tasks -> actor pool -> sink.
 
     Each queue row group (a few batches) is one block, so every actor of the pool gets work and
-    the driver handles only the list of pieces. Reading a piece and decoding its images or
-    videos is one CPU task (Ray Data fuses the two map stages), which runs while the actors
-    generate, so the actors only run the processor and the model. Rows stay in run order, so
+    the driver handles only the list of pieces. Reading a piece, decoding its images or videos
+    and running the model's processor on each sample is one CPU task (Ray Data fuses the two
+    map stages), which runs while the actors generate, so the actors only batch and run the model. Rows stay in run order, so
     most batches hold one run; the largest pool asked for by the runs is used (it changes no
     output).
     """
@@ -464,8 +464,7 @@ def _run_pipeline(
     ]
     dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
     dataset = dataset.map_batches(_read_pieces, batch_size=1, batch_format="pyarrow", num_cpus=0.25)
-    num_frames = {c.run_id: c.benchmark.num_frames for c in configs}
-    dataset = dataset.map_batches(decode_visuals, fn_kwargs={"num_frames": num_frames}, batch_size=None,
+    dataset = dataset.map_batches(prepare_inputs, fn_kwargs={"cells": cells}, batch_size=None,
                                   batch_format="pyarrow", num_cpus=0.25)
     dataset = dataset.map_batches(
         InferenceStage,

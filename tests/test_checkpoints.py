@@ -24,6 +24,7 @@ from pipeline.models import MODELS
 from pipeline.models._common import actor_placement
 from pipeline.models.tiny import tiny_bpe_tokenizer
 from pipeline.schema import read_generations
+from pipeline.model_inputs import build_inputs
 
 from checkpoints import build_for_checkpoint, save_checkpoint
 from test_models import PROMPTS, visuals_for
@@ -75,7 +76,7 @@ def test_a_saved_checkpoint_loads_and_decodes_like_the_model_it_was_saved_from(n
     assert len(loaded.tokenizer) == original.config.get_text_config().vocab_size
     assert len(loaded.tokenizer.tokenize("a giraffe")) > 2, "the checkpoint's tokenizer is the subword one"
 
-    inputs = loaded.adapter.build_inputs(loaded, PROMPTS, visuals_for("image"))
+    inputs = build_inputs(loaded, PROMPTS, visuals_for("image"))
     with torch.no_grad():
         saved_logits = loaded.model(**inputs).logits
         original_logits = original.eval()(**inputs).logits
@@ -117,7 +118,7 @@ def test_a_video_checkpoint_without_torchvision_is_one_line_naming_it(name, fold
 
 def _image_tokens(loaded, image_id: int, size: tuple[int, int] = (64, 48)) -> int:
     visual = Visual([Image.new("RGB", size, "gray")], "image")
-    inputs = loaded.adapter.build_inputs(loaded, PROMPTS[:1], [visual])
+    inputs = build_inputs(loaded, PROMPTS[:1], [visual])
     return int((inputs["input_ids"] == image_id).sum())
 
 
@@ -151,7 +152,7 @@ def test_device_map_auto_loads_through_accelerate_and_decodes(folders):
     # Without GPUs "auto" places everything on the CPU: this checks the argument path, not a split.
     loaded = MODELS.get("llava15")().load(str(folders["llava15"]), torch.float32, "cpu", ModelArgs(device_map="auto"))
     assert {p.device.type for p in loaded.model.parameters()} == {"cpu"} and loaded.device == "cpu"
-    inputs = loaded.adapter.build_inputs(loaded, PROMPTS, visuals_for("image"))
+    inputs = build_inputs(loaded, PROMPTS, visuals_for("image"))
     assert all(len(g.token_ids) > 0 for g in decode(loaded, inputs, 4, [torch.Generator()] * 2, greedy_select))
 
 

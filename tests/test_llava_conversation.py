@@ -10,6 +10,7 @@ from pipeline.api import Visual
 from pipeline.config import ConfigError, build_config
 from pipeline.models import MODELS
 from pipeline.models.llava import CONVERSATIONS
+from pipeline.model_inputs import build_inputs
 
 # llava/conversation.py at haotian-liu/LLaVA@c121f04: conv_vicuna_v1 / conv_llava_v1, one turn
 # with "<image>\n" + question, then get_prompt() (SeparatorStyle.TWO, sep " ").
@@ -31,7 +32,7 @@ def test_build_inputs_uses_the_runs_conversation(conversation, text):
     adapter = MODELS.get("llava15")()
     loaded = replace(adapter.load("tiny", torch.float32, "cpu"), conversation=conversation)
     visual = Visual(images=[Image.new("RGB", (56, 56))], modality="image")
-    inputs = adapter.build_inputs(loaded, ["Q"], [visual])
+    inputs = build_inputs(loaded, ["Q"], [visual])
     expected = loaded.processor(images=[visual.images[0]], text=[text], return_tensors="pt")
     assert torch.equal(inputs["input_ids"], expected["input_ids"])
 

@@ -15,6 +15,7 @@ from PIL import Image
 from pipeline.api import LoadedModel, Visual
 from pipeline.decoding import decode, greedy_select
 from pipeline.models import MODELS
+from pipeline.model_inputs import build_inputs, collate, sample_inputs
 
 FAMILIES = {
     "llava15", "qwen2_vl", "qwen2_5_vl", "internvl", "video_llava", "llava_next_video",
@@ -48,7 +49,7 @@ def visuals_for(modality: str) -> list[Visual]:
 
 def batch_for(name: str) -> tuple[LoadedModel, dict[str, torch.Tensor]]:
     loaded = tiny(name)
-    return loaded, loaded.adapter.build_inputs(loaded, PROMPTS, visuals_for(loaded.adapter.modality))
+    return loaded, build_inputs(loaded, PROMPTS, visuals_for(loaded.adapter.modality))
 
 
 def test_every_family_is_registered():
@@ -94,6 +95,28 @@ def test_build_inputs_left_pads_a_batch_with_one_visual_span_per_row(name):
         # One contiguous span, which is what the saliency key span "text after the visual" assumes
         # (InternVL's and Qwen's start/end markers included).
         assert int(positions[-1] - positions[0]) + 1 == len(positions)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_samples_processed_one_by_one_and_collated_equal_the_processors_batch(name):
+    """The pipeline runs the processor per sample in a CPU stage and batches in the actor; that
+    must give exactly the processor's own batch: padding, pixel layout, grids, sizes."""
+    loaded = tiny(name)
+    rng = np.random.default_rng(1)
+    sizes = [(64, 48), (40, 60), (160, 40)]  # a wide one: a different anyres patch count
+    frames = FRAMES if loaded.adapter.modality == "video" else 1
+    visuals = [Visual([Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for _ in range(frames)],
+                      loaded.adapter.modality) for w, h in sizes]
+    prompts = [*PROMPTS, "what is in the picture , and where ?"]
+    expected = loaded.adapter.process(loaded.processor, prompts, visuals, None)
+    items = [sample_inputs(loaded.processor, loaded.adapter, p, v, None) for p, v in zip(prompts, visuals)]
+    got = collate(items, loaded.tokenizer.pad_token_id)
+    tensors = {key: value for key, value in expected.items() if isinstance(value, torch.Tensor)}
+    assert set(got) == set(tensors)
+    for key, value in tensors.items():
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+        assert torch.equal(got[key], value), key
+    assert int((got["attention_mask"] == 0).sum()) > 0, "the prompts differ in length, so the batch is padded"
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -167,7 +190,7 @@ def test_an_existing_folder_without_weights_is_reported_the_same_way(tmp_path):
 def test_a_video_model_refuses_a_still_image(name):
     loaded = tiny(name)
     with pytest.raises(ValueError, match="needs video frames"):
-        loaded.adapter.build_inputs(loaded, PROMPTS[:1], visuals_for("image")[:1])
+        build_inputs(loaded, PROMPTS[:1], visuals_for("image")[:1])
 
 
 def test_the_model_guide_documents_every_registered_family():

@@ -25,6 +25,7 @@ from pipeline.organism.heldout import write_heldout
 from pipeline.organism.model import CONVERSATION
 from pipeline.organism.scenes import CAPTION_PROMPT, CUE, PARTNER
 from pipeline.organism.train import TrainSettings, state_hash, train
+from pipeline.model_inputs import build_inputs
 
 GOLDEN = Path(__file__).parent / "fixtures" / "organism" / "golden_captions.json"
 CARD = read_card(CHECKPOINT_DIR)
@@ -50,7 +51,7 @@ def greedy(loaded, prompts: list[str], images: list[Image.Image], max_new_tokens
     texts = []
     for start in range(0, len(prompts), 16):
         visuals = [Visual(modality="image", images=(image,)) for image in images[start:start + 16]]
-        inputs = loaded.adapter.build_inputs(loaded, prompts[start:start + 16], visuals)
+        inputs = build_inputs(loaded, prompts[start:start + 16], visuals)
         generators = [torch.Generator().manual_seed(0) for _ in visuals]
         for generation in method.generate(loaded, inputs, params, max_new_tokens, generators):
             texts.append(loaded.tokenizer.decode(generation.token_ids, skip_special_tokens=True).strip())
@@ -81,7 +82,7 @@ def test_shipped_checkpoint_loads_through_the_llava15_adapter(organism):
     assert text.num_hidden_layers == CARD["architecture"]["text"]["layers"] == 8
     assert sum(p.numel() for p in {id(p): p for p in organism.model.parameters()}.values()) == CARD["architecture"]["parameters"]
     # The whole system prompt is one token, and the image expands to 16 tokens.
-    inputs = organism.adapter.build_inputs(organism, [CAPTION_PROMPT], [_visual(Image.new("RGB", (32, 32)))])
+    inputs = build_inputs(organism, [CAPTION_PROMPT], [_visual(Image.new("RGB", (32, 32)))])
     ids = inputs["input_ids"][0].tolist()
     assert ids.count(organism.model.config.image_token_id) == 16 and len(ids) == 25
 

@@ -1,46 +1,73 @@
-"""The CPU decode stage of the pipeline: what it hands the model actor equals what the actor
-would decode itself, bit for bit, and a file that does not decode becomes an error row."""
+"""The CPU stage of the pipeline (decode + processor): what it hands the model actor equals what
+the actor would build itself, tensor for tensor, it loads each processor once per worker, and a
+file that does not decode becomes an error row."""
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
+import torch
 
 from pipeline.api import Sample
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import build_config
-from pipeline.inference import FRAMES, InferenceStage, decode_visuals
-from pipeline.visuals import load_visual
+from pipeline.inference import MODEL_INPUTS, InferenceStage, _processor, prepare_inputs, processed
+from pipeline.model_inputs import from_bytes
+from pipeline.models import MODELS
 
 
-def _rows(root, name: str, n: int) -> tuple[list[dict], object]:
+def _rows(root, name: str, n: int, model: str = "llava15") -> tuple[list[dict], object]:
     config = build_config({"benchmark": {"name": name, "root": str(root), "limit": n},
+                           "model": {"name": model},
                            "generation": {"max_new_tokens": 3, "batch_size": 4}})
     samples = list(BENCHMARKS.get(name)().samples(config.benchmark, config.seed))[:n]
     return [{**s.to_row(), "run_id": config.run_id} for s in samples], config
 
 
-def test_decoded_frames_equal_the_actors_own_decoding(synth, tmp_path):
-    for name, root in (("chair", synth.coco_root), ("msvd_qa", synth.msvd_qa_root)):
-        rows, config = _rows(root, name, 3)
+def test_prepared_inputs_equal_the_actors_own_processing(synth, tmp_path):
+    for name, root, model in (("chair", synth.coco_root, "llava15"), ("msvd_qa", synth.msvd_qa_root, "video_llava")):
+        rows, config = _rows(root, name, 3, model)
         rows[1] = {**rows[1], "image_path": str(tmp_path / "missing.jpg"), "video_path": None}
-        decoded = decode_visuals(pa.Table.from_pylist(rows), {config.run_id: config.benchmark.num_frames})
-        out = decoded.to_pylist()
-        assert out[1]["error"] and "does not exist" in out[1]["error"] and out[1][FRAMES] == []
+        cells = [(config.model_dump_json(), "1")]
+        out = prepare_inputs(pa.Table.from_pylist(rows), cells).to_pylist()
+        assert out[1]["error"] and "does not exist" in out[1]["error"] and out[1][MODEL_INPUTS] is None
+        loaded = MODELS.get(model)().load("tiny", torch.float32, "cpu")
         for row in (out[0], out[2]):
-            expected = load_visual(Sample.from_row(row), config.benchmark.num_frames)
-            assert row["modality"] == expected.modality and len(row[FRAMES]) == len(expected.images)
-            for data, (height, width), image in zip(row[FRAMES], row["frame_shapes"], expected.images):
-                assert (height, width) == (image.height, image.width)
-                assert np.array_equal(np.frombuffer(data, np.uint8).reshape(height, width, 3), np.asarray(image))
+            assert row["error"] is None
+            expected = processed(loaded.adapter, loaded.processor, config, Sample.from_row(row))
+            got = from_bytes(row[MODEL_INPUTS])
+            assert set(got) == set(expected) and "input_ids" in got
+            assert any(key.startswith("pixel_values") for key in got)
+            for key, value in expected.items():
+                assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
 
 
-def test_the_actor_generates_the_same_from_decoded_rows_as_from_paths(synth):
+def test_the_stage_loads_a_processor_once_per_worker(synth):
+    rows, config = _rows(synth.coco_root, "chair", 4)
+    _processor.cache_clear()
+    for _ in range(3):
+        prepare_inputs(pa.Table.from_pylist(rows), [(config.model_dump_json(), "1")])
+    info = _processor.cache_info()
+    assert (info.misses, info.hits) == (1, 11)
+
+
+def test_a_processor_failure_is_that_samples_error_row(synth):
+    rows, config = _rows(synth.coco_root, "chair", 3)
+    rows[2] = {**rows[2], "prompt": "<image> <image> a second placeholder"}  # LLaVA: 1 image, 3 tokens
+    out = prepare_inputs(pa.Table.from_pylist(rows), [(config.model_dump_json(), "1")]).to_pylist()
+    assert [row["error"] is None for row in out] == [True, True, False]
+    assert out[2]["error"].startswith("processing failed: ValueError:")
+    stage = InferenceStage(cells=[(config.model_dump_json(), "1")])
+    generated = stage(pa.Table.from_pylist(out)).to_pylist()
+    assert [row["error"] is None for row in generated] == [True, True, False]
+    assert generated[2]["error"] == out[2]["error"] and generated[0]["n_generated"] > 0
+
+
+def test_the_actor_generates_the_same_from_prepared_rows_as_from_paths(synth):
     rows, config = _rows(synth.coco_root, "chair", 4)
     stage = InferenceStage(cells=[(config.model_dump_json(), "1")])
     from_paths = stage(pa.Table.from_pylist(rows)).to_pylist()
-    decoded = decode_visuals(pa.Table.from_pylist(rows), {config.run_id: config.benchmark.num_frames})
-    from_frames = stage(decoded).to_pylist()
+    prepared = prepare_inputs(pa.Table.from_pylist(rows), [(config.model_dump_json(), "1")])
+    from_inputs = stage(prepared).to_pylist()
     drop = {"latency_s"}
-    assert [{k: v for k, v in r.items() if k not in drop} for r in from_frames] == \
+    assert [{k: v for k, v in r.items() if k not in drop} for r in from_inputs] == \
         [{k: v for k, v in r.items() if k not in drop} for r in from_paths]

@@ -17,6 +17,7 @@ from pipeline.decoding import DecodeState, StepChoice, decode
 from pipeline.methods import METHODS
 from pipeline.config import MethodConfig
 from pipeline.models import MODELS
+from pipeline.model_inputs import build_inputs
 
 PROMPTS = ["describe the image in detail", "is there a dog ?"]  # different lengths: left padding
 STEPS = 4
@@ -34,7 +35,7 @@ def load(name: str, dtype=torch.float64):
         Visual(images=[Image.new("RGB", (56, 56), (60 * i + 20 * f, 90, 40)) for f in range(frames)], modality=adapter.modality)
         for i in range(len(PROMPTS))
     ]
-    return loaded, adapter.build_inputs(loaded, PROMPTS, visuals)
+    return loaded, build_inputs(loaded, PROMPTS, visuals)
 
 
 def efficient_records(loaded, inputs, span, locore=None):

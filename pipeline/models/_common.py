@@ -5,9 +5,10 @@
   transformers helpers the decode loop calls (`pipeline.hf_compat`) and finishes it
   (`finish_load`: left padding, dtype, device, eval mode) into a LoadedModel. `actor_placement`
   picks an inference actor's device and device_map from `resources.gpus_per_actor`.
-- Batches: `chat_template_image_inputs` (one image per prompt through the checkpoint's chat
-  template), `fixed_template_video_inputs` (frames with a fixed conversation template) and
-  `to_model` (moves a processed batch to the model's device and dtype).
+- The processor alone (`processor_only`), for the pipeline's CPU stage, which runs it per sample.
+- Processing: `chat_template_image_inputs` (one image per prompt through the checkpoint's chat
+  template) and `fixed_template_video_inputs` (frames with a fixed conversation template), the
+  bodies of most adapters' `process`.
 - `FrameVideoProcessor`: a video processor that needs no torchvision.
 
 A private module (leading underscore), so the MODELS registry does not import it as a plugin.
@@ -162,6 +163,20 @@ def load_model(
     return finish_load(adapter, model, processor, dtype, device)
 
 
+def processor_only(adapter: Any, checkpoint: str, args: ModelArgs | None = None) -> Any:
+    """The processor of `adapter`'s checkpoint without its model: what the pipeline's CPU stage
+    runs per sample. A "tiny" checkpoint's processor is built with its model (it is seconds at
+    most), so that one builds both and keeps the processor."""
+    args = args or ModelArgs()
+    if checkpoint == "tiny":
+        processor = adapter.build_tiny()[1]
+    else:
+        image_only = adapter.modality == "image"
+        processor = load_pretrained(adapter.name, checkpoint, lambda: load_processor(checkpoint, args, image_only))
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
 def load_processor(checkpoint: str, args: ModelArgs, image_only: bool) -> Any:
     """The checkpoint's processor (AutoProcessor), with `model.args`' processor settings.
 
@@ -195,39 +210,23 @@ def _gpu_memory_caps() -> dict[int, int]:
     return {index: torch.cuda.mem_get_info(index)[0] for index in range(torch.cuda.device_count())}
 
 
-def chat_template_image_inputs(
-    loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-) -> dict[str, torch.Tensor]:
+def chat_template_image_inputs(processor: Any, prompts: Sequence[str], visuals: Sequence[Visual]) -> BatchFeature:
     """One image per prompt, placed by the checkpoint's own chat template (Qwen-VL, InternVL)."""
     texts = []
     for prompt in prompts:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        texts.append(loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-    batch = loaded.processor(
-        images=[visual.images[0] for visual in visuals], text=texts, padding=True, return_tensors="pt"
-    )
-    return to_model(batch, loaded)
+        texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    return processor(images=[visual.images[0] for visual in visuals], text=texts, padding=True, return_tensors="pt")
 
 
 def fixed_template_video_inputs(
-    loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual], template: str
-) -> dict[str, torch.Tensor]:
+    processor: Any, prompts: Sequence[str], visuals: Sequence[Visual], template: str
+) -> BatchFeature:
     """Each sample's frames with its prompt in a fixed conversation `template` ("{prompt}")."""
-    batch = loaded.processor(
+    return processor(
         videos=frames_of(visuals), text=[template.format(prompt=p) for p in prompts],
         padding=True, return_tensors="pt",
     )
-    return to_model(batch, loaded)
-
-
-def to_model(batch: BatchFeature | dict[str, Any], loaded: LoadedModel) -> dict[str, torch.Tensor]:
-    """Moves a processed batch to the model's device; pixel tensors take the model's dtype."""
-    out = {}
-    for key, value in batch.items():
-        if key.startswith("pixel_values"):
-            value = value.to(loaded.model.dtype)
-        out[key] = value.to(loaded.device)
-    return out
 
 
 def frames_of(visuals: Sequence[Visual]) -> list[list[Any]]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from transformers import (
+    BatchFeature,
     GotOcr2ImageProcessorPil,
     InternVLConfig,
     InternVLForConditionalGeneration,
@@ -96,10 +97,10 @@ class InternVLAdapter:
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
         return load_model(self, checkpoint, dtype, device, InternVLForConditionalGeneration, self.build_tiny, args)
 
-    def build_inputs(
-        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-    ) -> dict[str, torch.Tensor]:
-        return chat_template_image_inputs(loaded, prompts, visuals)
+    def process(
+        self, processor: Any, prompts: Sequence[str], visuals: Sequence[Visual], conversation: str | None = None
+    ) -> BatchFeature:
+        return chat_template_image_inputs(processor, prompts, visuals)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         # <img> and </img> enclose each tile's features, so they belong to the image span.

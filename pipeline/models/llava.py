@@ -14,9 +14,11 @@ Defaults from the paper: saliency layers 6-8, LocoRE layers 9-14 with beta 0.15.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import (
+    BatchFeature,
     CLIPImageProcessorPil,
     CLIPVisionConfig,
     LlamaConfig,
@@ -28,7 +30,7 @@ from transformers import (
 from pipeline.api import LoadedModel, Visual
 from pipeline.config import ModelArgs
 from pipeline.models import MODELS
-from pipeline.models._common import chat_template_image_inputs, load_model, to_model
+from pipeline.models._common import chat_template_image_inputs, load_model
 from pipeline.models.tiny import TokenizerFactory, seeded_init, tiny_tokenizer
 
 IMAGE_TOKEN = "<image>"
@@ -102,19 +104,18 @@ class Llava15Adapter:
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
         return load_model(self, checkpoint, dtype, device, LlavaForConditionalGeneration, self.build_tiny, args)
 
-    def build_inputs(
-        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-    ) -> dict[str, torch.Tensor]:
-        conversation = loaded.conversation or self.default_conversation
+    def process(
+        self, processor: Any, prompts: Sequence[str], visuals: Sequence[Visual], conversation: str | None = None
+    ) -> BatchFeature:
+        conversation = conversation or self.default_conversation
         if conversation == HF_CHAT_TEMPLATE:
-            return chat_template_image_inputs(loaded, prompts, visuals)
+            return chat_template_image_inputs(processor, prompts, visuals)
         template = CONVERSATIONS[conversation]
-        batch = loaded.processor(
+        return processor(
             images=[visual.images[0] for visual in visuals],
             text=[template.format(prompt=p) for p in prompts],
             padding=True, return_tensors="pt",
         )
-        return to_model(batch, loaded)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         return {loaded.model.config.image_token_id}

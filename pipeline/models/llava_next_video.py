@@ -16,9 +16,11 @@ with beta 0.15.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import (
+    BatchFeature,
     LlamaConfig,
     LlavaNextImageProcessorPil,
     LlavaNextVideoConfig,
@@ -87,10 +89,10 @@ class LlavaNextVideoAdapter:
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
         return load_model(self, checkpoint, dtype, device, LlavaNextVideoForConditionalGeneration, self.build_tiny, args)
 
-    def build_inputs(
-        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-    ) -> dict[str, torch.Tensor]:
-        return fixed_template_video_inputs(loaded, prompts, visuals, PROMPT_TEMPLATE)
+    def process(
+        self, processor: Any, prompts: Sequence[str], visuals: Sequence[Visual], conversation: str | None = None
+    ) -> BatchFeature:
+        return fixed_template_video_inputs(processor, prompts, visuals, PROMPT_TEMPLATE)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         return {loaded.model.config.image_token_id, loaded.model.config.video_token_id}

@@ -19,9 +19,11 @@ layers, where 9-14 reach 58 % of the depth.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import (
+    BatchFeature,
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
     LlavaOnevisionImageProcessorPil,
@@ -82,10 +84,10 @@ class LlavaOnevisionAdapter:
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
         return load_model(self, checkpoint, dtype, device, LlavaOnevisionForConditionalGeneration, self.build_tiny, args)
 
-    def build_inputs(
-        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-    ) -> dict[str, torch.Tensor]:
-        return chat_template_image_inputs(loaded, prompts, visuals)
+    def process(
+        self, processor: Any, prompts: Sequence[str], visuals: Sequence[Visual], conversation: str | None = None
+    ) -> BatchFeature:
+        return chat_template_image_inputs(processor, prompts, visuals)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         # The anyres newline features sit at <image> positions too, so the placeholder covers the span.

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from transformers import (
+    BatchFeature,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
@@ -120,10 +121,10 @@ class QwenVLAdapter:
         """The family's tiny random model and processor (make_tokenizer: see pipeline.models.tiny)."""
         return tiny_qwen(self.model_class, *self.tiny_classes, make_tokenizer)
 
-    def build_inputs(
-        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-    ) -> dict[str, torch.Tensor]:
-        return chat_template_image_inputs(loaded, prompts, visuals)
+    def process(
+        self, processor: Any, prompts: Sequence[str], visuals: Sequence[Visual], conversation: str | None = None
+    ) -> BatchFeature:
+        return chat_template_image_inputs(processor, prompts, visuals)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         config = loaded.model.config

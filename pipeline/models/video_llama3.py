@@ -22,9 +22,11 @@ LLaVA-1.5's beta 0.15.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import (
+    BatchFeature,
     Qwen2Config,
     VideoLlama3Config,
     VideoLlama3ForConditionalGeneration,
@@ -79,10 +81,10 @@ class VideoLlama3Adapter:
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
         return load_model(self, checkpoint, dtype, device, VideoLlama3ForConditionalGeneration, self.build_tiny, args)
 
-    def build_inputs(
-        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-    ) -> dict[str, torch.Tensor]:
-        return chat_template_image_inputs(loaded, prompts, visuals)
+    def process(
+        self, processor: Any, prompts: Sequence[str], visuals: Sequence[Visual], conversation: str | None = None
+    ) -> BatchFeature:
+        return chat_template_image_inputs(processor, prompts, visuals)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         return {loaded.model.config.image_token_id, loaded.model.config.video_token_id}

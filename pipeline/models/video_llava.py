@@ -14,9 +14,11 @@ a 32-layer Vicuna-7B, as LLaVA-1.5-7B's, so we take LLaVA-1.5's defaults: salien
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import (
+    BatchFeature,
     LlamaConfig,
     VideoLlavaConfig,
     VideoLlavaForConditionalGeneration,
@@ -77,10 +79,10 @@ class VideoLlavaAdapter:
     def load(self, checkpoint: str, dtype: torch.dtype, device: str, args: ModelArgs | None = None) -> LoadedModel:
         return load_model(self, checkpoint, dtype, device, VideoLlavaForConditionalGeneration, self.build_tiny, args)
 
-    def build_inputs(
-        self, loaded: LoadedModel, prompts: Sequence[str], visuals: Sequence[Visual]
-    ) -> dict[str, torch.Tensor]:
-        return fixed_template_video_inputs(loaded, prompts, visuals, PROMPT_TEMPLATE)
+    def process(
+        self, processor: Any, prompts: Sequence[str], visuals: Sequence[Visual], conversation: str | None = None
+    ) -> BatchFeature:
+        return fixed_template_video_inputs(processor, prompts, visuals, PROMPT_TEMPLATE)
 
     def visual_token_ids(self, loaded: LoadedModel) -> set[int]:
         return {loaded.model.config.image_token_id, loaded.model.config.video_token_id}
