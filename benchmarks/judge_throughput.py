@@ -11,7 +11,6 @@ wall times and the speed-up.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import sys

@@ -18,12 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline.registry import Registry
-
-if TYPE_CHECKING:  # pyarrow is heavy; the command line imports this module at start-up
-    import pyarrow as pa
 
 RunRow = tuple[dict[str, Any], dict[str, Any]]
 """A generation row (GENERATION_SCHEMA columns) and its parsed `metadata`."""

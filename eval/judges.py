@@ -37,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eval.api import ScoringError
 from eval.criteria import CRITERIA, Criterion, JudgeError, Messages
-from eval.io import read_records
 from pipeline.registry import Registry
 
 __all__ = ["JudgeError", "RateLimited", "Judge", "JUDGES", "JudgeSettings", "JudgeCache", "judge_all",

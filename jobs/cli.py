@@ -19,7 +19,6 @@ from pathlib import Path
 from jobs.console import VERBOSE_ENV
 from pipeline.api import BenchmarkError
 from pipeline.config import ConfigError
-from pipeline.lease import RunLockedError
 from pipeline.registry import UnknownNameError
 
 # Modules that contribute commands, in the order `halleval --help` lists them.

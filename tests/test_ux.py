@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from eval.api import ScoringContext
-from eval.leaderboard import find_runs, write_leaderboard
+from eval.leaderboard import find_runs
 from eval.report import render_html, render_markdown
 from eval.scoring import SAMPLES_FILE, SCORES_FILE, bootstrap_stderr, evaluate, samples_table
 from jobs.cli import main
