@@ -61,17 +61,51 @@ class Locore:
 class SaliencyCapture:
     """What one differentiable forward left for saliency: per target layer the attention
     probabilities A [B, H, q, T] (detached values) and the zero leaf whose gradient is dL/dA,
-    plus the graph-carrying next-token logits [B, V]."""
+    plus the graph-carrying next-token logits [B, V].
+
+    Where the model's output embedding is a plain linear map (logits = h W^T, checked once per
+    decode), it also keeps h, the head's input at the last position (in the graph), and W: the
+    gradient of -log p(c) with respect to h is then p W - W_c for every candidate c, one
+    [B, V] x [V, H] product, where autograd's backward through the head would run one per
+    candidate (`pipeline.saliency.candidate_saliency`).
+    """
 
     layers: frozenset[int]
     probs: dict[int, torch.Tensor] = field(default_factory=dict)
     deltas: dict[int, torch.Tensor] = field(default_factory=dict)
     logits: torch.Tensor | None = None
+    head_input: torch.Tensor | None = None
+    head_weight: torch.Tensor | None = None  # set once the head is known to be linear
+    head_checked: bool = False
 
     def clear(self) -> None:
         self.probs.clear()
         self.deltas.clear()
         self.logits = None
+        self.head_input = None
+
+    @contextmanager
+    def recording_head_input(self, model: torch.nn.Module) -> Iterator[None]:
+        """Keeps the output embedding's input during a forward; after the first, checks that
+        the logits are exactly that linear map (no bias, scale or soft-capping)."""
+        head = model.get_output_embeddings()
+
+        def keep(module: torch.nn.Module, args: tuple) -> None:
+            self.head_input = args[0][:, -1]
+
+        handle = head.register_forward_pre_hook(keep)
+        try:
+            yield
+        finally:
+            handle.remove()
+        if not self.head_checked and self.logits is not None:
+            self.head_checked = True
+            if isinstance(head, torch.nn.Linear) and head.bias is None and self.head_input is not None:
+                with torch.no_grad():
+                    linear = torch.nn.functional.linear(self.head_input, head.weight)
+                    scale = float(self.logits.abs().max()) or 1.0
+                    if torch.allclose(linear, self.logits, rtol=1e-2, atol=1e-2 * scale):
+                        self.head_weight = head.weight
 
 
 @dataclass

@@ -159,7 +159,7 @@ class Stream:
         if not differentiable or self.capture is None:
             return self.model(**model_inputs, return_dict=True, **extra)
         self.capture.clear()
-        with torch.enable_grad():
+        with torch.enable_grad(), self.capture.recording_head_input(self.model):
             outputs = self.model(**model_inputs, return_dict=True, **extra)
             self.capture.logits = outputs.logits[:, -1]
         _detach_cache(outputs.cache)

@@ -62,6 +62,17 @@ def span_saliency(probs: torch.Tensor, grads: torch.Tensor, span: torch.Tensor) 
     return (normalised * span).sum(-1) / span.sum(-1).clamp_min(1)
 
 
+def _head_input_grads(capture: SaliencyCapture, candidates: torch.Tensor) -> torch.Tensor:
+    """d(-log p(c)) / dh for each candidate, with logits = h W^T: (p - e_c) W = p W - W_c.
+
+    Returns [K, B, H], row k for candidate k of every batch row; the softmax in float64 as in
+    the generic path, the products in the weights' dtype (what autograd's backward runs in).
+    """
+    weight = capture.head_weight
+    probs = torch.softmax(capture.logits.detach().double(), dim=-1).to(weight.dtype)
+    return (probs @ weight)[None] - weight[candidates.T]
+
+
 def candidate_saliency(capture: SaliencyCapture, candidates: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
     """S(c) for K candidates per row in one batched backward: [B, K] float64.
 
@@ -74,15 +85,18 @@ def candidate_saliency(capture: SaliencyCapture, candidates: torch.Tensor, span:
         The saliencies. The capture's graph is freed, so call this once per forward.
     """
     layers = sorted(capture.layers)
-    with torch.enable_grad():  # the decode loop runs under no_grad
-        losses = -torch.log_softmax(capture.logits.double(), dim=-1).gather(1, candidates)  # [B, K]
-    k = candidates.shape[1]
-    # Row k of the batched grad_outputs selects loss k of every row: rows do not interact in the
-    # forward, so d(sum_b loss[b, k]) / dA[b] = d loss[b, k] / dA[b].
-    selectors = torch.eye(k, dtype=losses.dtype, device=losses.device)[:, None, :].expand(k, *losses.shape)
-    grads = torch.autograd.grad(
-        losses, [capture.deltas[layer] for layer in layers], grad_outputs=selectors, is_grads_batched=True
-    )
+    deltas = [capture.deltas[layer] for layer in layers]
+    if capture.head_weight is not None:
+        grads = torch.autograd.grad(capture.head_input, deltas, grad_outputs=_head_input_grads(capture, candidates),
+                                    is_grads_batched=True)
+    else:
+        with torch.enable_grad():  # the decode loop runs under no_grad
+            losses = -torch.log_softmax(capture.logits.double(), dim=-1).gather(1, candidates)  # [B, K]
+        k = candidates.shape[1]
+        # Row k of the batched grad_outputs selects loss k of every row: rows do not interact in
+        # the forward, so d(sum_b loss[b, k]) / dA[b] = d loss[b, k] / dA[b].
+        selectors = torch.eye(k, dtype=losses.dtype, device=losses.device)[:, None, :].expand(k, *losses.shape)
+        grads = torch.autograd.grad(losses, deltas, grad_outputs=selectors, is_grads_batched=True)
     # Under device_map a target layer may sit on another GPU than the span mask: each layer's
     # values come to the mask's device before the layers are averaged.
     per_layer = [

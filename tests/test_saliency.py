@@ -38,8 +38,9 @@ def load(name: str, dtype=torch.float64):
     return loaded, build_inputs(loaded, PROMPTS, visuals)
 
 
-def efficient_records(loaded, inputs, span, locore=None):
-    """Greedy decoding that scores the top-K candidates at every step: (prefix, candidates, S)."""
+def efficient_records(loaded, inputs, span, locore=None, shortcut=None):
+    """Greedy decoding that scores the top-K candidates at every step: (prefix, candidates, S).
+    `shortcut` collects, per step, whether the linear-head gradient shortcut was taken."""
     layers = loaded.adapter.default_target_layers
     # A random model may emit an image/video placeholder, which a full recompute with pixels
     # would then count as a visual token; keep those out of the candidates.
@@ -51,12 +52,39 @@ def efficient_records(loaded, inputs, span, locore=None):
         logits[:, visual] = float("-inf")
         candidates = logits.topk(K, dim=-1).indices
         records.append((state.input_ids.clone(), candidates, state.saliency(candidates, span)))
+        if shortcut is not None:
+            shortcut.append(state.capture.head_weight is not None)
         return StepChoice(token_ids=candidates[:, 0])
 
     attention.install(loaded.model)
     generators = [torch.Generator() for _ in PROMPTS]
     decode(loaded, inputs, STEPS, generators, select, locore=locore, saliency_layers=layers)
     return records
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_family_takes_the_linear_head_shortcut(name):
+    loaded, inputs = load(name)
+    taken = []
+    efficient_records(loaded, inputs, "post_image", shortcut=taken)
+    assert taken == [True] * STEPS
+
+
+def test_a_head_that_is_not_plain_linear_falls_back_to_autograd_and_stays_exact():
+    """A logit scale (as Cohere's) after the head: the shortcut p W - W_c would be wrong, so the
+    check at the first step turns it off and the backward goes through the head."""
+    loaded, inputs = load("llava15")
+    layers = loaded.adapter.default_target_layers
+    handle = loaded.model.get_output_embeddings().register_forward_hook(lambda module, args, out: out * 0.5)
+    try:
+        taken = []
+        records = efficient_records(loaded, inputs, "post_image", shortcut=taken)
+        assert taken == [False] * STEPS
+        prefix, candidates, efficient = records[-1]
+        naive = naive_saliency(loaded, inputs, prefix, candidates[:, 0], layers, "post_image")
+        torch.testing.assert_close(efficient[:, 0], naive, rtol=1e-8, atol=1e-12)
+    finally:
+        handle.remove()
 
 
 @pytest.mark.parametrize("span", ["post_image", "outputs"])
