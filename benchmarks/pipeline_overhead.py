@@ -2,7 +2,7 @@
 
 Both paths run the same `InferenceStage` on the same synthetic CHAIR samples (256 by default);
 the loop calls it in-process batch by batch (decoding each image in the loop), the pipeline
-runs `pipeline.run.generate_many` (queue, read + decode tasks, a 1-actor pool, committed
+runs `pipeline.run.generate_many` (queue, an input worker that reads, decodes and processes, a 1-actor pool, committed
 Parquet). Prints the wall times, the ratios pipeline / loop with and without start-up, and the
 actor's busy fraction (time inside its batches / time from its model being ready to the end).
 
@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -44,7 +45,11 @@ def actor_timings(trace: Path, pipeline_end: float) -> dict[str, float]:
     busy = sum(r["end"] - r["start"] for r in batches)
     sizes = [r["rows"] for r in batches]
     return {"ready": ready, "busy_s": busy, "busy_fraction": busy / (pipeline_end - ready),
-            "batches": len(batches), "rows_min": min(sizes), "rows_max": max(sizes)}
+            "batches": len(batches), "rows_min": min(sizes), "rows_max": max(sizes),
+            "median_batch_s": statistics.median(r["end"] - r["start"] for r in batches),
+            "first_batches_s": [round(r["end"] - r["start"], 3) for r in batches[:4]],
+            "wait_first_s": batches[0]["start"] - ready, "tail_s": pipeline_end - batches[-1]["end"],
+            "gaps_s": sum(b["start"] - a["end"] for a, b in zip(batches, batches[1:]))}
 
 
 def main() -> None:
@@ -71,8 +76,11 @@ def main() -> None:
         start = time.perf_counter()
         stage = InferenceStage(cells=[(config.model_dump_json(), version)])
         loaded_at = time.perf_counter()
+        loop_batches = []
         for first in range(0, len(rows), args.batch_size):
+            batch_start = time.perf_counter()
             stage(pa.Table.from_pylist(rows[first:first + args.batch_size]))
+            loop_batches.append(time.perf_counter() - batch_start)
         loop_end = time.perf_counter()
         loop_s, loop_gen_s = loop_end - start, loop_end - loaded_at
 
@@ -102,6 +110,11 @@ def main() -> None:
     print(f"actor busy fraction after its model is ready:  {actor['busy_fraction']:.2f} "
           f"({actor['busy_s']:.2f} s of {past_startup_s:.2f} s; {actor['batches']} batches of "
           f"{actor['rows_min']}-{actor['rows_max']} rows; the loop: batches of {args.batch_size})")
+    print(f"actor idle: {actor['wait_first_s']:.2f} s before its first batch, {actor['gaps_s']:.2f} s between "
+          f"batches, {actor['tail_s']:.2f} s from its last batch to the end of generate_many")
+    print(f"median batch, actor / loop:                    {actor['median_batch_s'] / statistics.median(loop_batches):.2f} "
+          f"({actor['median_batch_s'] * 1e3:.1f} ms vs {statistics.median(loop_batches) * 1e3:.1f} ms; first batches: "
+          f"actor {actor['first_batches_s']} s, loop {[round(t, 3) for t in loop_batches[:4]]} s)")
 
 
 if __name__ == "__main__":

@@ -420,6 +420,11 @@ class ResourcesConfig(_Strict):
         "a whole number N above 1 spreads one model over N GPUs (device_map over the actor's GPUs).",
     )
     cpus_per_actor: float = Field(0.5, gt=0, description="CPUs per actor (fractional is fine).")
+    input_workers: int = Field(
+        1, ge=1,
+        description="CPU worker processes (0.25 CPU each) that read the queue, decode images and videos "
+        "and run the processor for all the actors; raise it when many actors, or video, wait for input.",
+    )
     wait_for_resources_s: float = Field(
         0, ge=0,
         description="When the Ray cluster cannot hold the actors, wait this long for an autoscaler to "

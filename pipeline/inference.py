@@ -1,10 +1,10 @@
-"""The Ray Data stages of generation: `prepare_inputs`, a CPU map stage that decodes each
-sample's image or video frames and runs its model's processor, and `InferenceStage`, a UDF class
-that holds one model and turns sample rows into generation rows (GENERATION_SCHEMA). Heavy
-set-up happens once, in `__init__`, per actor; one actor can serve several runs that use the same
-weights (the cells of a grid).
+"""The Ray Data stages of generation: `InputStage`, a CPU actor that reads queue pieces, decodes
+each sample's image or video frames and runs its model's processor (`prepare_inputs`), and
+`InferenceStage`, a UDF class that holds one model and turns sample rows into generation rows
+(GENERATION_SCHEMA). Heavy set-up happens once per actor; one inference actor can serve several
+runs that use the same weights (the cells of a grid).
 
-Decoding and processing run in Ray tasks beside the model actor (Ray Data's pattern for batch
+Decoding and processing run in CPU workers beside the model actor (Ray Data's pattern for batch
 inference), so the actor's time goes to the model: each sample's processed tensors travel as
 safetensors bytes (`MODEL_INPUTS`), which the actor batches (`pipeline.model_inputs.collate`,
 equal to the processor's own batching). Rows without that column (the stage called in-process,
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from pipeline.api import DecodingMethod, Generation, LoadedModel, ModelAdapter, Sample
@@ -95,6 +96,25 @@ def prepare_inputs(batch: pa.Table, cells: list[tuple[str, str]]) -> pa.Table:
         errors.append(error)
     batch = batch.set_column(batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string()))
     return batch.append_column(MODEL_INPUTS, pa.array(inputs, pa.binary()))
+
+
+class InputStage:
+    """Ray Data actor stage before the model: (queue, row_group) pieces -> rows with MODEL_INPUTS.
+
+    Reads each piece's row group of the run queue (`pipeline.run.queue_path`) and prepares its
+    rows (`prepare_inputs`); the processors stay loaded in the worker between pieces.
+    """
+
+    def __init__(self, cells: list[tuple[str, str]]) -> None:
+        """Args: cells: (RunConfig JSON, benchmark reader version) of every run in the queue."""
+        self.cells = cells
+
+    def __call__(self, pieces: pa.Table) -> pa.Table:
+        rows = [
+            pq.ParquetFile(queue).read_row_group(group)
+            for queue, group in zip(pieces.column("queue").to_pylist(), pieces.column("row_group").to_pylist())
+        ]
+        return prepare_inputs(pa.concat_tables(rows), self.cells)
 
 
 def sample_seed(seed: int, sample_id: str) -> int:

@@ -1,11 +1,14 @@
 """Checks a model group's resource request against the Ray cluster before its pipeline starts.
 
 A pipeline needs, at the same time, `num_actors` inference actors (each `cpus_per_actor` CPUs
-and `gpus_per_actor` GPUs, on one node) and a reader task (READER_CPUS) that feeds them. Ray
-queues what does not fit and waits for it forever, so a request the cluster can never hold
-(4 actors x 0.5 CPU plus the reader on 2 CPUs; a GPU actor on a cluster without GPUs) would
-hang with no rows and no message. This check places the actors and the reader on the cluster's
-alive nodes (first fit, largest first) and fails in seconds with one line when they do not fit.
+and `gpus_per_actor` GPUs, on one node), `input_workers` CPU workers (INPUT_WORKER_CPUS each)
+that feed them, and room for a write task (WRITE_CPUS) beside them. Ray queues what does not fit
+and waits for it forever, so a request the cluster can never hold (4 actors x 0.5 CPU plus an
+input worker on 2 CPUs; a GPU actor on a cluster without GPUs) would hang with no rows and no
+message; without room for a write task, every output block would wait in the object store
+until the actors finish. This check places the actors and the
+input workers and a write task on the cluster's alive nodes (first fit, largest first) and fails in seconds with
+one line when they do not fit.
 
 On a cluster with an autoscaler that adds nodes on demand, set `resources.wait_for_resources_s`:
 the check then logs what is missing and polls the cluster every few seconds until the request
@@ -21,7 +24,8 @@ import ray
 
 from pipeline.config import ConfigError, RunConfig
 
-READER_CPUS = 0.25  # the queue-reading task of pipeline.run._run_pipeline
+INPUT_WORKER_CPUS = 0.25  # each input worker of pipeline.run._run_pipeline (pipeline.inference.InputStage)
+WRITE_CPUS = 0.25  # each write task (pipeline.sink); Ray Data's default of 1 CPU starves on 1-CPU nodes
 POLL_S = 5.0
 
 
@@ -34,9 +38,9 @@ def _nodes() -> list[dict[str, float]]:
     return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
 
 
-def _fits(nodes: list[dict[str, float]], actors: int, cpus: float, gpus: float) -> bool:
+def _fits(nodes: list[dict[str, float]], actors: int, cpus: float, gpus: float, input_workers: int) -> bool:
     free = [{"CPU": n.get("CPU", 0.0), "GPU": n.get("GPU", 0.0)} for n in nodes]
-    demands = [(cpus, gpus)] * actors + [(READER_CPUS, 0.0)]
+    demands = [(cpus, gpus)] * actors + [(INPUT_WORKER_CPUS, 0.0)] * input_workers + [(WRITE_CPUS, 0.0)]
     for cpu, gpu in sorted(demands, key=lambda d: (d[1], d[0]), reverse=True):
         for node in free:
             if node["CPU"] + 1e-9 >= cpu and node["GPU"] + 1e-9 >= gpu:
@@ -51,9 +55,10 @@ def _fits(nodes: list[dict[str, float]], actors: int, cpus: float, gpus: float) 
 def shortfall(configs: Sequence[RunConfig], nodes: list[dict[str, float]]) -> str | None:
     """What the cluster lacks for one model group's pipeline, or None when it fits."""
     resources = configs[0].resources
-    actors = max(c.resources.num_actors for c in configs)  # as _run_pipeline sizes the pool
+    actors = max(c.resources.num_actors for c in configs)  # as _run_pipeline sizes the pools
+    input_workers = max(c.resources.input_workers for c in configs)
     cpus, gpus = resources.cpus_per_actor, resources.gpus_per_actor
-    if _fits(nodes, actors, cpus, gpus):
+    if _fits(nodes, actors, cpus, gpus, input_workers):
         return None
     total_cpus = sum(n.get("CPU", 0.0) for n in nodes)
     total_gpus = sum(n.get("GPU", 0.0) for n in nodes)
@@ -61,9 +66,9 @@ def shortfall(configs: Sequence[RunConfig], nodes: list[dict[str, float]]) -> st
     if gpus > 0 and not any(n.get("GPU", 0.0) >= gpus for n in nodes):
         return (f"resources.gpus_per_actor={gpus:g} but no node has {gpus:g} GPU(s) ({cluster}); set "
                 "resources.gpus_per_actor: 0 to run on CPU, or attach to a GPU cluster (RAY_ADDRESS)")
-    return (f"resources ask for {actors} actor(s) x ({cpus:g} CPU, {gpus:g} GPU) plus {READER_CPUS:g} CPU "
-            f"for the reader task, which never fit ({cluster}); lower resources.num_actors or "
-            "resources.cpus_per_actor")
+    return (f"resources ask for {actors} actor(s) x ({cpus:g} CPU, {gpus:g} GPU) plus {input_workers} input "
+            f"worker(s) x {INPUT_WORKER_CPUS:g} CPU and {WRITE_CPUS:g} CPU for a write task, which never fit ({cluster}); lower resources.num_actors, "
+            "resources.cpus_per_actor or resources.input_workers")
 
 
 def check_resources(configs: Sequence[RunConfig], log: Callable[[str], None] = print) -> None:

@@ -5,8 +5,9 @@ rename), and a re-run generates only the samples that no committed file holds ye
 
 The driver never holds a run's samples: each run's samples stream from its reader into an
 on-disk queue, `<run_dir>/.queue/todo.parquet`, in row groups of a few batches each. The
-pipeline's input is the list of (queue file, row group) pieces; a Ray task reads each piece,
-so the rows go from disk to the workers and never through the driver. The queue is rebuilt on
+pipeline's input is the list of (queue file, row group) pieces; an input worker
+(pipeline.inference.InputStage) reads each piece, so the rows go from disk to the workers and
+never through the driver. The queue is rebuilt on
 every invocation and removed when the pipeline ends. The driver's private memory stays flat
 with the number of samples (docs/benchmarks.md, "Driver memory"); what it keeps are the sets
 of sample ids for the duplicate check and resume, and the per-sample benchmark fingerprint
@@ -20,12 +21,11 @@ they have a good row).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
-from ray.data import ActorPoolStrategy, Datasink
-from ray.data.block import BlockAccessor
+from ray.data import ActorPoolStrategy
 
 from pipeline.api import BenchmarkError, Sample
 from pipeline.benchmarks import BENCHMARKS
@@ -46,46 +45,15 @@ from pipeline.fingerprint import (
     read_fingerprint,
     write_fingerprint,
 )
-from pipeline.inference import InferenceStage, prepare_inputs, model_key
+from pipeline.inference import InferenceStage, InputStage, model_key
 from pipeline.lease import run_lease
-from pipeline.resources import check_resources
+from pipeline.resources import INPUT_WORKER_CPUS, WRITE_CPUS, check_resources
+from pipeline.sink import CommittedParquetSink
 from pipeline.schema import (
     GENERATION_SCHEMA,
     GENERATIONS_DIR,
     generation_files,
 )
-
-
-class CommittedParquetSink(Datasink):
-    """Writes each write task's rows to one Parquet file that appears atomically (rename).
-
-    The file is named after the sample ids it holds, so a write task that Ray retries (its
-    worker died after the rename) replaces its own file instead of committing a duplicate.
-    """
-
-    def __init__(self, folders: Mapping[str, Path]) -> None:
-        """Args: folders: run_id -> that run's generations/ folder (a grid writes many runs)."""
-        self.folders = dict(folders)
-
-    def write(self, blocks: Iterable, ctx) -> int:
-        tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
-        tables = [t for t in tables if t.num_rows]
-        if not tables:
-            return 0
-        table = pa.concat_tables(tables).cast(GENERATION_SCHEMA)
-        run_ids = table.column("run_id")
-        for run_id in pc.unique(run_ids).to_pylist():
-            self._commit(table.filter(pc.equal(run_ids, run_id)), self.folders[run_id])
-        return table.num_rows
-
-    @staticmethod
-    def _commit(table: pa.Table, folder: Path) -> None:
-        ids = "\n".join(sorted(table.column("sample_id").to_pylist()))
-        name = f"part-{hashlib.sha256(ids.encode()).hexdigest()[:24]}.parquet"
-        # A unique temporary name: two attempts of one task may overlap and must not share it.
-        partial = folder / f".{name}.{uuid.uuid4().hex}.partial"
-        pq.write_table(table, partial)
-        os.replace(partial, folder / name)
 
 
 @dataclass
@@ -349,7 +317,7 @@ def generate_many(
     Raises:
         RunLockedError: another live driver owns one of the run folders.
         BenchmarkChangedError: a run's benchmark changed and `accept_changes` is off.
-        ResourcesError: the cluster can never hold the actors and the reader task.
+        ResourcesError: the cluster can never hold the actors and the input workers.
 
     Returns:
         One summary per config, in order; `seconds` is the wall time of the run's model group.
@@ -435,27 +403,21 @@ def _batch_size(configs: Sequence[RunConfig]) -> int:
     return min(c.generation.batch_size for c in configs)
 
 
-def _read_pieces(pieces: pa.Table) -> pa.Table:
-    """Reads the queue row groups that a batch of (queue, row_group) pieces names."""
-    tables = [
-        pq.ParquetFile(queue).read_row_group(group)
-        for queue, group in zip(pieces.column("queue").to_pylist(), pieces.column("row_group").to_pylist())
-    ]
-    return pa.concat_tables(tables)
-
-
 def _run_pipeline(
     configs: list[RunConfig], queues: list[Path], cells: list[tuple[str, str]],
     folders: dict[str, Path], load_log: Path | None, trace: Path | None = None,
 ) -> None:
-    """One model group's queue pieces -> read + decode + process tasks -> actor pool -> sink.
+    """One model group's queue pieces -> input workers -> inference actors -> sink.
 
     Each queue row group (a few batches) is one block, so every actor of the pool gets work and
-    the driver handles only the list of pieces. Reading a piece, decoding its images or videos
-    and running the model's processor on each sample is one CPU task (Ray Data fuses the two
-    map stages), which runs while the actors generate, so the actors only batch and run the model. Rows stay in run order, so
-    most batches hold one run; the largest pool asked for by the runs is used (it changes no
-    output).
+    the driver handles only the list of pieces. A fixed pool of CPU input workers
+    (`resources.input_workers`) reads each piece, decodes its images or videos and runs the
+    model's processor while the inference actors generate, so those only batch and run the
+    model. The input stage is an actor pool rather than tasks because every worker process
+    imports torch and transformers and loads the processor: a task pool would start as many
+    processes as there are free CPU slots, each paying that start-up beside the model. Rows stay
+    in run order, so most batches hold one run; the largest pools asked for by the runs are used
+    (they change no output).
     """
     resources = configs[0].resources
     pieces = [
@@ -463,9 +425,10 @@ def _run_pipeline(
         for queue in queues for group in range(pq.ParquetFile(queue).num_row_groups)
     ]
     dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
-    dataset = dataset.map_batches(_read_pieces, batch_size=1, batch_format="pyarrow", num_cpus=0.25)
-    dataset = dataset.map_batches(prepare_inputs, fn_kwargs={"cells": cells}, batch_size=None,
-                                  batch_format="pyarrow", num_cpus=0.25)
+    dataset = dataset.map_batches(
+        InputStage, fn_constructor_kwargs={"cells": cells}, batch_size=1, batch_format="pyarrow",
+        compute=ActorPoolStrategy(size=max(c.resources.input_workers for c in configs)), num_cpus=INPUT_WORKER_CPUS,
+    )
     dataset = dataset.map_batches(
         InferenceStage,
         fn_constructor_kwargs={"cells": cells, "load_log": str(load_log) if load_log else None,
@@ -476,4 +439,4 @@ def _run_pipeline(
         num_cpus=resources.cpus_per_actor,
         batch_format="pyarrow",
     )
-    dataset.write_datasink(CommittedParquetSink(folders))
+    dataset.write_datasink(CommittedParquetSink(folders), ray_remote_args={"num_cpus": WRITE_CPUS})

@@ -1,8 +1,12 @@
-"""The CPU stage of the pipeline (decode + processor): what it hands the model actor equals what
-the actor would build itself, tensor for tensor, it loads each processor once per worker, and a
-file that does not decode becomes an error row."""
+"""The CPU stage of the pipeline (queue read + decode + processor): what it hands the model actor
+equals what the actor would build itself, tensor for tensor, it reads the queue pieces it is
+given in order, it loads each processor once per worker, a file that does not decode becomes an
+error row, and the write tasks' workers need neither torch nor transformers."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pyarrow as pa
 import torch
@@ -10,9 +14,10 @@ import torch
 from pipeline.api import Sample
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import build_config
-from pipeline.inference import MODEL_INPUTS, InferenceStage, _processor, prepare_inputs, processed
+from pipeline.inference import MODEL_INPUTS, InferenceStage, InputStage, _processor, prepare_inputs, processed
 from pipeline.model_inputs import from_bytes
 from pipeline.models import MODELS
+from pipeline.run import write_queue
 
 
 def _rows(root, name: str, n: int, model: str = "llava15") -> tuple[list[dict], object]:
@@ -71,3 +76,24 @@ def test_the_actor_generates_the_same_from_prepared_rows_as_from_paths(synth):
     drop = {"latency_s"}
     assert [{k: v for k, v in r.items() if k not in drop} for r in from_inputs] == \
         [{k: v for k, v in r.items() if k not in drop} for r in from_paths]
+
+
+def test_the_input_stage_reads_the_queue_pieces_it_is_given_in_order(synth, tmp_path):
+    rows, config = _rows(synth.coco_root, "chair", 7)
+    samples = [Sample.from_row(row) for row in rows]
+    queue = tmp_path / ".queue" / "todo.parquet"
+    assert write_queue(samples, set(), config.run_id, queue, rows_per_group=3) == (7, 7)
+    pieces = pa.Table.from_pylist([{"queue": str(queue), "row_group": group} for group in (2, 0)])
+    out = InputStage(cells=[(config.model_dump_json(), "1")])(pieces).to_pylist()
+    assert [row["sample_id"] for row in out] == [samples[i].sample_id for i in (6, 0, 1, 2)]
+    assert all(row["error"] is None and row[MODEL_INPUTS] for row in out)
+    assert {row["run_id"] for row in out} == {config.run_id}
+
+
+def test_the_sink_imports_neither_torch_nor_transformers():
+    """Ray unpickles the sink in every write task's worker: importing the model stack there
+    cost ~7 s of CPU per worker process, beside the model."""
+    code = ("import sys; import pipeline.sink; "
+            "print(sorted({'torch', 'transformers'} & {name.split('.')[0] for name in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

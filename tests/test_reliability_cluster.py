@@ -111,8 +111,9 @@ def two_nodes(tmp_path) -> Iterator[Cluster]:
     # Ray's socket paths live under the temp dir and must stay under 107 characters.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     try:
-        # Head: 2 CPUs hold the reader task (0.25) and one 1-CPU actor, not a second one.
-        cluster.start_node("head", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+        # Each node (1 CPU) holds one 0.75-CPU actor, not a second, plus the input worker (0.25)
+        # or a write task (0.25).
+        cluster.start_node("head", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
                            f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp_dir}")
         wait_for(lambda: cluster.alive_nodes() == 1, "the head node")
         cluster.start_node("worker", f"--address={cluster.address}", "--num-cpus=1")
@@ -140,7 +141,7 @@ def test_the_worker_nodes_raylet_killed_mid_run_and_every_sample_is_committed_on
     data = {
         "benchmark": {"name": "pope", "root": str(synth.pope_root)},
         "generation": {"max_new_tokens": 8, "batch_size": 1},
-        "resources": {"num_actors": 2, "cpus_per_actor": 1},
+        "resources": {"num_actors": 2, "cpus_per_actor": 0.75},
         "output_dir": str(tmp_path / "runs"),
     }
     path = tmp_path / "run.yaml"

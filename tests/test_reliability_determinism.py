@@ -1,4 +1,5 @@
-"""Determinism: the same config and seed give the same rows whatever the actors or batch size.
+"""Determinism: the same config and seed give the same rows whatever the actors, input workers or
+batch size.
 
 Sampling draws from a per-sample generator seeded from (seed, sample_id), so neither the batch
 a sample lands in nor the actor that runs it changes its text; saliency is compared to float
@@ -19,12 +20,12 @@ from pipeline.schema import read_generations
 pytestmark = pytest.mark.slow
 
 
-def _rows(synth, out: Path, num_actors: int, batch_size: int, seed: int = 7) -> dict[str, dict]:
+def _rows(synth, out: Path, num_actors: int, batch_size: int, seed: int = 7, input_workers: int = 1) -> dict[str, dict]:
     config = build_config({
         "benchmark": {"name": "chair", "root": str(synth.coco_root)},
         "method": {"name": "sample", "record_saliency": True},
         "generation": {"max_new_tokens": 8, "batch_size": batch_size},
-        "resources": {"num_actors": num_actors, "cpus_per_actor": 0.5},
+        "resources": {"num_actors": num_actors, "cpus_per_actor": 0.5, "input_workers": input_workers},
         "seed": seed,
         "output_dir": str(out),
     })
@@ -32,9 +33,9 @@ def _rows(synth, out: Path, num_actors: int, batch_size: int, seed: int = 7) -> 
     return {row["sample_id"]: row for row in read_generations(config.run_dir).to_pylist()}
 
 
-def test_text_and_saliency_do_not_depend_on_actors_or_batch_size(local_ray, synth, tmp_path):
+def test_text_and_saliency_do_not_depend_on_actors_input_workers_or_batch_size(local_ray, synth, tmp_path):
     alone = _rows(synth, tmp_path / "one-actor-batch-1", num_actors=1, batch_size=1)
-    batched = _rows(synth, tmp_path / "two-actors-batch-4", num_actors=2, batch_size=4)
+    batched = _rows(synth, tmp_path / "two-actors-batch-4", num_actors=2, batch_size=4, input_workers=2)
     assert alone.keys() == batched.keys() and len(alone) == 8
     for sample_id, row in alone.items():
         other = batched[sample_id]

@@ -22,8 +22,13 @@ def test_actors_and_the_reader_are_placed_node_by_node(synth, tmp_path):
     two_cpus = [{"CPU": 2.0}]
     assert shortfall([_config(synth, tmp_path, num_actors=3, cpus_per_actor=0.5)], two_cpus) is None
     message = shortfall([_config(synth, tmp_path, num_actors=4, cpus_per_actor=0.5)], two_cpus)
-    assert "4 actor(s) x (0.5 CPU, 0 GPU) plus 0.25 CPU for the reader task, which never fit" in message
+    assert "4 actor(s) x (0.5 CPU, 0 GPU) plus 1 input worker(s) x 0.25 CPU and 0.25 CPU for a write task, which never fit" in message
     assert "1 node(s), 2 CPUs and 0 GPUs" in message
+    # every input worker holds 0.25 CPU for the whole run, and a write task needs 0.25 beside them:
+    # 1.5 + 0.25 + 0.25 fits in 2 CPUs, 1.5 + 2 x 0.25 + 0.25 does not
+    assert "plus 2 input worker(s) x 0.25 CPU and 0.25 CPU for a write task, which never fit" in shortfall(
+        [_config(synth, tmp_path, num_actors=3, cpus_per_actor=0.5, input_workers=2)], two_cpus)
+    assert shortfall([_config(synth, tmp_path, num_actors=2, cpus_per_actor=0.5, input_workers=3)], two_cpus) is None
     # enough CPUs in total, but an actor cannot span two nodes
     assert shortfall([_config(synth, tmp_path, num_actors=1, cpus_per_actor=3)], [{"CPU": 2.0}, {"CPU": 2.0}])
     gpu = shortfall([_config(synth, tmp_path, gpus_per_actor=1)], two_cpus)
@@ -34,7 +39,7 @@ def test_actors_and_the_reader_are_placed_node_by_node(synth, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("resources", "expected"), [
-    ({"num_actors": 4, "cpus_per_actor": 0.5}, "4 actor(s) x (0.5 CPU, 0 GPU) plus 0.25 CPU for the reader task"),
+    ({"num_actors": 4, "cpus_per_actor": 0.5}, "4 actor(s) x (0.5 CPU, 0 GPU) plus 1 input worker(s) x 0.25 CPU"),
     ({"gpus_per_actor": 1}, "resources.gpus_per_actor=1 but no node has 1 GPU(s)"),
 ])
 def test_an_impossible_request_fails_in_seconds_with_one_line(local_ray, synth, tmp_path, capsys, resources, expected):
