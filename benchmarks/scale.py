@@ -105,7 +105,9 @@ def two_node_cluster() -> Iterator[tuple[str, str]]:
     env = {**os.environ, "RAY_ADDRESS": ""}
 
     def start(*flags: str) -> None:
-        done = subprocess.run(["ray", "start", *flags], capture_output=True, text=True, env=env, timeout=120)
+        # the `ray` of this interpreter's environment, whether or not the venv is on PATH
+        ray_cli = str(Path(sys.executable).with_name("ray"))
+        done = subprocess.run([ray_cli, "start", *flags], capture_output=True, text=True, env=env, timeout=120)
         if done.returncode:
             lines = (done.stderr or done.stdout).strip().splitlines()
             raise RuntimeError(f"ray start {flags[0]} failed: {lines[-1] if lines else done.returncode}")
@@ -156,7 +158,8 @@ class PeakMemory:
                       else psutil.Process().children(recursive=True))
         for child in candidates:
             try:
-                if "MapWorker" in " ".join(child.cmdline()):
+                # the inference actors; the input workers are MapWorkers too (MapBatches(InputStage))
+                if "MapBatches(InferenceStage)" in " ".join(child.cmdline()):
                     actors[child.pid] = child
             except psutil.Error:  # it exited between the listing and the read
                 continue
