@@ -130,7 +130,7 @@ def _map_workers(cluster: Cluster, node: str) -> list[psutil.Process]:
     found = []
     for process in cluster.processes(node):
         try:
-            if "MapWorker" in " ".join(process.cmdline()):
+            if "MapBatches(InferenceStage)" in " ".join(process.cmdline()):
                 found.append(process)
         except psutil.Error:
             continue

@@ -39,12 +39,13 @@ def _pope_config(synth, out: Path) -> dict:
     }
 
 
-def _inference_actor_pids() -> list[int]:
-    """Ray Data's map actors started by this test session's Ray (descendants of this process)."""
+def _map_actor_pids(stage: str = "InferenceStage") -> list[int]:
+    """Ray Data's actors of one pipeline stage (InferenceStage or InputStage) started by this
+    test session's Ray (descendants of this process)."""
     pids = []
     for process in psutil.Process().children(recursive=True):
         try:
-            if "MapWorker" in " ".join(process.cmdline()):
+            if f"MapBatches({stage})" in " ".join(process.cmdline()):
                 pids.append(process.pid)
         except psutil.Error:  # it exited while we looked
             continue
@@ -58,7 +59,8 @@ def _rows_by_sample(run_dir: Path) -> dict[str, dict]:
     }
 
 
-def test_an_inference_actor_killed_mid_run_leaves_one_row_per_sample(local_ray, synth, tmp_path):
+@pytest.mark.parametrize("stage", ["InferenceStage", "InputStage"])
+def test_an_inference_actor_or_input_worker_killed_mid_run_leaves_one_row_per_sample(local_ray, synth, tmp_path, stage):
     config = build_config(_pope_config(synth, tmp_path))
     expected = {s.sample_id for s in load_samples(config)[0]}
     folder = config.run_dir / GENERATIONS_DIR
@@ -67,8 +69,8 @@ def test_an_inference_actor_killed_mid_run_leaves_one_row_per_sample(local_ray, 
     runner.start()
     try:
         wait_for(lambda: folder.is_dir() and len(generation_files(config.run_dir)) >= 2, "committed files")
-        victims = _inference_actor_pids()
-        assert len(victims) == 1, f"expected one inference actor, found {victims}"
+        victims = _map_actor_pids(stage)
+        assert len(victims) == 1, f"expected one {stage} actor, found {victims}"
         committed_before = len(generation_files(config.run_dir))
         os.kill(victims[0], signal.SIGKILL)
     finally:
@@ -81,7 +83,7 @@ def test_an_inference_actor_killed_mid_run_leaves_one_row_per_sample(local_ray, 
     assert set(counts) == expected
     assert max(counts.values()) == 1, "a sample was committed twice"
     assert n_errors == 0
-    assert len(_inference_actor_pids()) <= 1  # the restarted actor replaced the dead one
+    assert len(_map_actor_pids(stage)) <= 1  # the restarted actor replaced the dead one
 
 
 def _halleval_run(config_path: Path, *, new_session: bool) -> subprocess.Popen:
