@@ -6,9 +6,9 @@ that feed them, and room for a write task (WRITE_CPUS) beside them. Ray queues w
 and waits for it forever, so a request the cluster can never hold (4 actors x 0.5 CPU plus an
 input worker on 2 CPUs; a GPU actor on a cluster without GPUs) would hang with no rows and no
 message; without room for a write task, every output block would wait in the object store
-until the actors finish. This check places the actors and the
-input workers and a write task on the cluster's alive nodes (first fit, largest first) and fails in seconds with
-one line when they do not fit.
+until the actors finish. This check places the actors, the input workers and a write task on
+the cluster's alive nodes (first fit, largest first) and fails in seconds with one line when
+they do not fit.
 
 On a cluster with an autoscaler that adds nodes on demand, set `resources.wait_for_resources_s`:
 the check then logs what is missing and polls the cluster every few seconds until the request
@@ -52,11 +52,16 @@ def _fits(nodes: list[dict[str, float]], actors: int, cpus: float, gpus: float, 
     return True
 
 
+def pool_sizes(configs: Sequence[RunConfig]) -> tuple[int, int]:
+    """(inference actors, input workers) of one model group's pipeline: the largest each run
+    asks for (pool sizes change no output)."""
+    return max(c.resources.num_actors for c in configs), max(c.resources.input_workers for c in configs)
+
+
 def shortfall(configs: Sequence[RunConfig], nodes: list[dict[str, float]]) -> str | None:
     """What the cluster lacks for one model group's pipeline, or None when it fits."""
     resources = configs[0].resources
-    actors = max(c.resources.num_actors for c in configs)  # as _run_pipeline sizes the pools
-    input_workers = max(c.resources.input_workers for c in configs)
+    actors, input_workers = pool_sizes(configs)
     cpus, gpus = resources.cpus_per_actor, resources.gpus_per_actor
     if _fits(nodes, actors, cpus, gpus, input_workers):
         return None
@@ -67,8 +72,8 @@ def shortfall(configs: Sequence[RunConfig], nodes: list[dict[str, float]]) -> st
         return (f"resources.gpus_per_actor={gpus:g} but no node has {gpus:g} GPU(s) ({cluster}); set "
                 "resources.gpus_per_actor: 0 to run on CPU, or attach to a GPU cluster (RAY_ADDRESS)")
     return (f"resources ask for {actors} actor(s) x ({cpus:g} CPU, {gpus:g} GPU) plus {input_workers} input "
-            f"worker(s) x {INPUT_WORKER_CPUS:g} CPU and {WRITE_CPUS:g} CPU for a write task, which never fit ({cluster}); lower resources.num_actors, "
-            "resources.cpus_per_actor or resources.input_workers")
+            f"worker(s) x {INPUT_WORKER_CPUS:g} CPU and {WRITE_CPUS:g} CPU for a write task, which never fit "
+            f"({cluster}); lower resources.num_actors, resources.cpus_per_actor or resources.input_workers")
 
 
 def check_resources(configs: Sequence[RunConfig], log: Callable[[str], None] = print) -> None:

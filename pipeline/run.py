@@ -47,7 +47,7 @@ from pipeline.fingerprint import (
 )
 from pipeline.inference import InferenceStage, InputStage, model_key
 from pipeline.lease import run_lease
-from pipeline.resources import INPUT_WORKER_CPUS, WRITE_CPUS, check_resources
+from pipeline.resources import INPUT_WORKER_CPUS, WRITE_CPUS, check_resources, pool_sizes
 from pipeline.sink import CommittedParquetSink
 from pipeline.schema import (
     GENERATION_SCHEMA,
@@ -416,10 +416,10 @@ def _run_pipeline(
     model. The input stage is an actor pool rather than tasks because every worker process
     imports torch and transformers and loads the processor: a task pool would start as many
     processes as there are free CPU slots, each paying that start-up beside the model. Rows stay
-    in run order, so most batches hold one run; the largest pools asked for by the runs are used
-    (they change no output).
+    in run order, so most batches hold one run; the pools are sized by `pool_sizes`.
     """
     resources = configs[0].resources
+    actors, input_workers = pool_sizes(configs)
     pieces = [
         {"queue": str(queue), "row_group": group}
         for queue in queues for group in range(pq.ParquetFile(queue).num_row_groups)
@@ -427,14 +427,14 @@ def _run_pipeline(
     dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
     dataset = dataset.map_batches(
         InputStage, fn_constructor_kwargs={"cells": cells}, batch_size=1, batch_format="pyarrow",
-        compute=ActorPoolStrategy(size=max(c.resources.input_workers for c in configs)), num_cpus=INPUT_WORKER_CPUS,
+        compute=ActorPoolStrategy(size=input_workers), num_cpus=INPUT_WORKER_CPUS,
     )
     dataset = dataset.map_batches(
         InferenceStage,
         fn_constructor_kwargs={"cells": cells, "load_log": str(load_log) if load_log else None,
                                "trace": str(trace) if trace else None},
         batch_size=_batch_size(configs),
-        compute=ActorPoolStrategy(size=max(c.resources.num_actors for c in configs)),
+        compute=ActorPoolStrategy(size=actors),
         num_gpus=resources.gpus_per_actor,
         num_cpus=resources.cpus_per_actor,
         batch_format="pyarrow",
