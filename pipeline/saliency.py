@@ -63,14 +63,23 @@ def span_saliency(probs: torch.Tensor, grads: torch.Tensor, span: torch.Tensor) 
 
 
 def _head_input_grads(capture: SaliencyCapture, candidates: torch.Tensor) -> torch.Tensor:
-    """d(-log p(c)) / dh for each candidate, with logits = h W^T: (p - e_c) W = p W - W_c.
+    """d(-log p(c)) / dh for each candidate, with logits = h W^T: (p - e_c) W.
 
-    Returns [K, B, H], row k for candidate k of every batch row; the softmax in float64 as in
-    the generic path, the products in the weights' dtype (what autograd's backward runs in).
+    Returns [K, B, H], row k for candidate k of every batch row. Written as p W - W_c it would
+    subtract two nearly equal vectors when p_c is close to 1 (a confident model), losing digits
+    in the weights' dtype; so the candidates' own terms are kept apart: (p - e_c) W =
+    p' W + sum_k (p_k - [k = c]) W_k, with p' the probabilities outside the candidates. The
+    coefficients come from a float64 softmax, as in the generic path; the products run in the
+    weights' dtype (what autograd's backward through the head runs in).
     """
     weight = capture.head_weight
-    probs = torch.softmax(capture.logits.detach().double(), dim=-1).to(weight.dtype)
-    return (probs @ weight)[None] - weight[candidates.T]
+    probs = torch.softmax(capture.logits.detach().double(), dim=-1)  # [B, V]
+    outside = probs.scatter(1, candidates, 0.0).to(weight.dtype) @ weight  # [B, H]
+    own = probs.gather(1, candidates)  # [B, K]
+    eye = torch.eye(candidates.shape[1], dtype=own.dtype, device=own.device)
+    coefficients = (own[:, None, :] - eye).to(weight.dtype)  # [B, c, k]: p_k - [k = c]
+    grads = outside[:, None] + torch.einsum("bck,bkh->bch", coefficients, weight[candidates])
+    return grads.transpose(0, 1)
 
 
 def candidate_saliency(capture: SaliencyCapture, candidates: torch.Tensor, span: torch.Tensor) -> torch.Tensor:

@@ -12,12 +12,13 @@ from PIL import Image
 from method_reference import naive_saliency
 from pipeline import attention
 from pipeline.api import Visual
-from pipeline.attention import Locore
+from pipeline.attention import Locore, SaliencyCapture
 from pipeline.decoding import DecodeState, StepChoice, decode
 from pipeline.methods import METHODS
 from pipeline.config import MethodConfig
 from pipeline.models import MODELS
 from pipeline.model_inputs import build_inputs
+from pipeline.saliency import _head_input_grads
 
 PROMPTS = ["describe the image in detail", "is there a dog ?"]  # different lengths: left padding
 STEPS = 4
@@ -151,3 +152,23 @@ def test_record_saliency_keeps_greedy_tokens_and_records_each_token(name):
         assert rec.token_ids == ref.token_ids
         assert ref.saliency is None
         assert len(rec.saliency) == len(rec.token_ids) and all(s > 0 for s in rec.saliency)
+
+
+def test_the_head_shortcut_keeps_its_digits_when_the_model_is_confident():
+    """With p_c near 1, p W - W_c is a difference of two nearly equal float32 vectors; the
+    shortcut keeps the candidates' terms apart, so its error stays at float32 rounding of the
+    result (as autograd's (p - e_c) W), which is what lets SGRS on the float32 organism make
+    the same decisions as the backward through the head."""
+    generator = torch.Generator().manual_seed(0)
+    vocab, hidden = 500, 64
+    weight = torch.randn(vocab, hidden, generator=generator)
+    logits = torch.randn(2, vocab, generator=generator)
+    logits[:, 7] = 25.0  # p(7) = 1 - ~1e-8
+    candidates = torch.tensor([[7, 3, 9], [7, 1, 2]])
+    capture = SaliencyCapture(frozenset({0}), logits=logits, head_weight=weight)
+    got = _head_input_grads(capture, candidates).double()
+    probs = torch.softmax(logits.double(), -1)
+    for k in range(candidates.shape[1]):
+        expected = (probs - torch.nn.functional.one_hot(candidates[:, k], vocab).double()) @ weight.double()
+        error = (got[k] - expected).norm(dim=-1) / expected.norm(dim=-1)
+        assert (error < 1e-5).all(), (k, error)
