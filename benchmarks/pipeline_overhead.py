@@ -4,7 +4,8 @@ Both paths run the same `InferenceStage` on the same synthetic CHAIR samples (25
 the loop calls it in-process batch by batch (decoding each image in the loop), the pipeline
 runs `pipeline.run.generate_many` (queue, an input worker that reads, decodes and processes, a 1-actor pool, committed
 Parquet). Prints the wall times, the ratios pipeline / loop with and without start-up, and the
-actor's busy fraction (time inside its batches / time from its model being ready to the end).
+actor's busy fraction as the run log reports it (time inside its batches / time from its model
+being ready to its last batch; `pipeline.inference.ActorUsage`) with where it idled.
 
 "Past start-up" compares generation alone: the loop without its model load, the pipeline from
 the moment its actor's model is ready (so neither Ray's start, nor the actor's process start
@@ -38,14 +39,12 @@ from pipeline.synth import write_synthetic  # noqa: E402
 
 
 def actor_timings(trace: Path, pipeline_end: float) -> dict[str, float]:
-    """From the actor's trace: when its model was ready, and its busy fraction after that."""
+    """From the actor's trace: when its model was ready, and where it idled after that."""
     records = [json.loads(line) for line in trace.read_text().splitlines()]
     ready = min(r["ready"] for r in records if "ready" in r)
     batches = [r for r in records if "start" in r]
-    busy = sum(r["end"] - r["start"] for r in batches)
     sizes = [r["rows"] for r in batches]
-    return {"ready": ready, "busy_s": busy, "busy_fraction": busy / (pipeline_end - ready),
-            "batches": len(batches), "rows_min": min(sizes), "rows_max": max(sizes),
+    return {"ready": ready, "batches": len(batches), "rows_min": min(sizes), "rows_max": max(sizes),
             "median_batch_s": statistics.median(r["end"] - r["start"] for r in batches),
             "first_batches_s": [round(r["end"] - r["start"], 3) for r in batches[:4]],
             "wait_first_s": batches[0]["start"] - ready, "tail_s": pipeline_end - batches[-1]["end"],
@@ -107,8 +106,8 @@ def main() -> None:
     print(f"ratio pipeline / loop, excluding Ray start-up: {pipeline_s / loop_s:.2f}")
     print(f"ratio pipeline / loop, including Ray start-up: {(pipeline_s + ray_start_s) / loop_s:.2f}")
     print(f"ratio past start-up (generation alone):        {past_startup_s / loop_gen_s:.2f}")
-    print(f"actor busy fraction after its model is ready:  {actor['busy_fraction']:.2f} "
-          f"({actor['busy_s']:.2f} s of {past_startup_s:.2f} s; {actor['batches']} batches of "
+    print(f"actor busy fraction (as the run log gives it): {summary.actor_busy:.2f} "
+          f"({actor['batches']} batches of "
           f"{actor['rows_min']}-{actor['rows_max']} rows; the loop: batches of {args.batch_size})")
     print(f"actor idle: {actor['wait_first_s']:.2f} s before its first batch, {actor['gaps_s']:.2f} s between "
           f"batches, {actor['tail_s']:.2f} s from its last batch to the end of generate_many")

@@ -155,6 +155,56 @@ def _log_load(path: Path, config: RunConfig, seconds: float) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
+@dataclass(frozen=True)
+class ActorUsage:
+    """How a pool's inference actors spent their time once their model was loaded, from their
+    trace (see InferenceStage). Per actor, the span runs from its model being ready to the end
+    of its last batch, so neither a slow model load nor the pipeline's wind-down counts; times
+    are summed over the actors."""
+
+    actors: int
+    busy_s: float  # inside batches
+    span_s: float
+    before_first_s: float  # from the model being ready to the first batch
+
+    @property
+    def busy_fraction(self) -> float:
+        return self.busy_s / self.span_s if self.span_s > 0 else 1.0
+
+    @property
+    def between_batches_s(self) -> float:
+        """Waiting for the next batch once work flowed: the inputs (or the writes) fell behind."""
+        return max(self.span_s - self.busy_s - self.before_first_s, 0.0)
+
+    @classmethod
+    def from_trace(cls, path: Path, offset: int = 0) -> ActorUsage | None:
+        """The usage recorded in `path` from byte `offset` on (a trace may hold earlier
+        pipelines); None when no actor finished a batch there. A line cut short by a killed
+        actor is skipped: the trace is a measurement, not a result."""
+        actors: dict[tuple[str, int], dict[str, Any]] = {}
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                actor = actors.setdefault((record["host"], record["pid"]), {"batches": []})
+                if "ready" in record:
+                    actor["ready"] = record["ready"]
+                else:
+                    actor["batches"].append((record["start"], record["end"]))
+        timed = [a for a in actors.values() if "ready" in a and a["batches"]]
+        if not timed:
+            return None
+        return cls(
+            actors=len(timed),
+            busy_s=sum(end - start for a in timed for start, end in a["batches"]),
+            span_s=sum(max(end for _, end in a["batches"]) - a["ready"] for a in timed),
+            before_first_s=sum(min(start for start, _ in a["batches"]) - a["ready"] for a in timed),
+        )
+
+
 @dataclass
 class Cell:
     """One run served by an inference actor: its config, reader version and decoding method."""
@@ -185,9 +235,9 @@ class InferenceStage:
         load_log: a JSONL file to which each actor appends one line per model load (model,
             checkpoint, dtype, seconds, host, pid), so a grid can show what loading cost and
             tests can count loads.
-        trace: a JSONL file to which each actor appends {pid, ready} once loaded and
-            {pid, start, end, rows} per batch (wall-clock seconds), from which a benchmark
-            computes the actor's busy fraction.
+        trace: a JSONL file to which each actor appends {host, pid, ready} once loaded and
+            {host, pid, start, end, rows} per batch (wall-clock seconds of the actor's host),
+            from which `ActorUsage` computes the pool's busy fraction.
 
     Raises:
         ValueError: the cells need different weights.
@@ -211,12 +261,12 @@ class InferenceStage:
             method.prepare(self.loaded, config.method)
             self.cells[config.run_id] = Cell(config, version, method)
         self._trace = Path(trace) if trace else None
-        self._log_trace({"pid": os.getpid(), "ready": time.time()})
+        self._log_trace({"ready": time.time()})
 
     def _log_trace(self, record: dict[str, Any]) -> None:
         if self._trace is not None:
             with self._trace.open("a") as handle:  # one short append per batch
-                handle.write(json.dumps(record) + "\n")
+                handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **record}) + "\n")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         start = time.time()
@@ -242,7 +292,7 @@ class InferenceStage:
             cell = self.cells[run_id]
             rows.update(((run_id, sid), row) for sid, row in self._generate(cell, items).items())
         table = to_table([rows[run_id, sample.sample_id] for run_id, sample in zip(run_ids, samples)])
-        self._log_trace({"pid": os.getpid(), "start": start, "end": time.time(), "rows": batch.num_rows})
+        self._log_trace({"start": start, "end": time.time(), "rows": batch.num_rows})
         return table
 
     def _generate(self, cell: Cell, ready: list[tuple[Sample, dict[str, torch.Tensor]]]) -> dict[str, dict[str, Any]]:

@@ -45,7 +45,7 @@ from pipeline.fingerprint import (
     read_fingerprint,
     write_fingerprint,
 )
-from pipeline.inference import InferenceStage, InputStage, model_key
+from pipeline.inference import ActorUsage, InferenceStage, InputStage, model_key
 from pipeline.lease import run_lease
 from pipeline.resources import INPUT_WORKER_CPUS, WRITE_CPUS, check_resources, pool_sizes
 from pipeline.sink import CommittedParquetSink
@@ -64,11 +64,16 @@ class GenerationSummary:
     n_resumed: int  # found already committed
     seconds: float
     fingerprint: str | None = None  # combined sha256 of the benchmark's samples (pipeline.fingerprint)
+    actor_busy: float | None = None  # the model group's inference actors' busy fraction (ActorUsage)
 
 
 QUEUE_DIR = ".queue"  # dot-prefixed: never taken for output (generation_files, globs, syncs)
 QUARANTINE_DIR = "quarantine"  # committed files that are not this run's generations
 BATCHES_PER_PIECE = 4  # a queue row group (one unit of work) holds this many batches
+TRACE_FILE = "actor_trace.jsonl"  # in the queue folder: the inference actors' timings (ActorUsage)
+# Above this share of the actors' time spent waiting between batches, the log suggests more
+# input workers: the model outran its inputs.
+WAITING_HINT = 0.2
 # Every Sample field is a string (metadata as JSON, see Sample.to_row), plus the row's run id.
 QUEUE_SCHEMA = pa.schema([(name, pa.string()) for name in Sample.__dataclass_fields__] + [("run_id", pa.string())])
 
@@ -308,7 +313,9 @@ def generate_many(
         configs: the runs; each resumes on its own (committed samples are skipped).
         log: progress lines.
         load_log: JSONL file for the actors' model-load records (see InferenceStage).
-        trace: JSONL file for the actors' per-batch timings (see InferenceStage).
+        trace: JSONL file for the actors' per-batch timings (see InferenceStage); by default
+            a file in the queue folder, from which each model group logs its actors' busy
+            fraction (`ActorUsage`).
         progress: reports progress while a model group's pipeline runs (see ProgressHook).
         retry_errors: generate the samples whose committed row is an error row again.
         accept_changes: when a run's benchmark differs from its recorded fingerprint, regenerate
@@ -331,6 +338,7 @@ def generate_many(
             group = [configs[i] for i in indices]
             start = time.perf_counter()
             queues, cells, folders, counts = [], [], {}, {}
+            usage = None
             rows_per_group = BATCHES_PER_PIECE * _batch_size(group)
             try:
                 for index in indices:
@@ -344,8 +352,12 @@ def generate_many(
                 if queues:
                     check_resources(group, log=log)
                     todo = {configs[i].run_id: counts[i][1] for i in indices if counts[i][1]}
+                    group_trace = trace or queues[0].parent / TRACE_FILE
+                    offset = group_trace.stat().st_size if group_trace.exists() else 0
                     with progress(todo, folders):
-                        _run_pipeline(group, queues, cells, folders, load_log, trace)
+                        _run_pipeline(group, queues, cells, folders, load_log, group_trace)
+                    if group_trace.exists() and (usage := ActorUsage.from_trace(group_trace, offset)):
+                        log(_usage_line(group, usage))
             finally:
                 for index in indices:
                     shutil.rmtree(configs[index].run_dir / QUEUE_DIR, ignore_errors=True)
@@ -355,8 +367,23 @@ def generate_many(
                 summaries[index] = GenerationSummary(
                     run_dir=configs[index].run_dir, n_samples=total, n_generated=todo,
                     n_resumed=total - todo, seconds=seconds, fingerprint=digest,
+                    actor_busy=usage.busy_fraction if usage and todo else None,
                 )
     return summaries
+
+
+def _usage_line(configs: Sequence[RunConfig], usage: ActorUsage) -> str:
+    """The log line of a model group's actor usage, with a hint when inputs fell behind."""
+    line = (
+        f"{configs[0].model.name}: {usage.actors} inference actor(s) busy {usage.busy_fraction:.0%} of their "
+        f"{usage.span_s:.1f} s after loading (idle {usage.before_first_s:.1f} s before the first batch, "
+        f"{usage.between_batches_s:.1f} s between batches)"
+    )
+    if usage.span_s > 0 and usage.between_batches_s / usage.span_s > WAITING_HINT:
+        _, input_workers = pool_sizes(configs)
+        line += (f"; the model waited for its inputs: more resources.input_workers (now {input_workers}) "
+                 "helps where CPUs are free")
+    return line
 
 
 def _prepare(

@@ -27,8 +27,13 @@ def _config(root: Path, out: Path, *overrides: str):
 
 def test_one_row_per_sample_then_resume_generates_nothing(local_ray, synth, tmp_path):
     config = _config(synth.coco_root, tmp_path)
-    first = generate(config, log=lambda _: None)
+    lines: list[str] = []
+    first = generate(config, log=lines.append)
     assert (first.n_samples, first.n_generated, first.n_resumed) == (8, 8, 0)
+    usage = [line for line in lines if "inference actor(s) busy" in line]
+    assert len(usage) == 1 and usage[0].startswith("llava15: 1 inference actor(s) busy ")
+    assert 0 < first.actor_busy <= 1 and f"busy {first.actor_busy:.0%} of their " in usage[0]
+    assert not (config.run_dir / ".queue").exists()  # the trace left with the queue
     table = read_generations(config.run_dir)
     ids = table.column("sample_id").to_pylist()
     assert len(ids) == len(set(ids)) == 8
@@ -41,8 +46,10 @@ def test_one_row_per_sample_then_resume_generates_nothing(local_ray, synth, tmp_
         for piece, offset in zip(row["tokens"], row["token_offsets"]):
             assert row["output_text"][offset:].startswith(piece.strip())
 
-    again = generate(config, log=lambda _: None)
+    lines.clear()
+    again = generate(config, log=lines.append)
     assert (again.n_generated, again.n_resumed) == (0, 8)
+    assert again.actor_busy is None and not any("busy" in line for line in lines)
     assert read_generations(config.run_dir).num_rows == 8
 
 

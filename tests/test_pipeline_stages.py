@@ -1,10 +1,12 @@
 """The CPU stage of the pipeline (queue read + decode + processor): what it hands the model actor
 equals what the actor would build itself, tensor for tensor, it reads the queue pieces it is
 given in order, it loads each processor once per worker, a file that does not decode becomes an
-error row, and the write tasks' workers need neither torch nor transformers."""
+error row, the write tasks' workers need neither torch nor transformers, and the model actor's
+trace gives its busy fraction."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,10 +16,10 @@ import torch
 from pipeline.api import Sample
 from pipeline.benchmarks import BENCHMARKS
 from pipeline.config import build_config
-from pipeline.inference import MODEL_INPUTS, InferenceStage, InputStage, _processor, prepare_inputs, processed
+from pipeline.inference import MODEL_INPUTS, ActorUsage, InferenceStage, InputStage, _processor, prepare_inputs, processed
 from pipeline.model_inputs import from_bytes
 from pipeline.models import MODELS
-from pipeline.run import write_queue
+from pipeline.run import _usage_line, write_queue
 
 
 def _rows(root, name: str, n: int, model: str = "llava15") -> tuple[list[dict], object]:
@@ -97,3 +99,52 @@ def test_the_sink_imports_neither_torch_nor_transformers():
             "print(sorted({'torch', 'transformers'} & {name.split('.')[0] for name in sys.modules}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_actor_trace_gives_its_busy_time(synth, tmp_path):
+    rows, config = _rows(synth.coco_root, "chair", 4)
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text('{"host": "earlier", "pid": 1, "ready": 0.0}\n')  # another pipeline's line
+    offset = trace.stat().st_size
+    stage = InferenceStage(cells=[(config.model_dump_json(), "1")], trace=str(trace))
+    records = [json.loads(line) for line in trace.read_text().splitlines()[1:]]
+    assert ActorUsage.from_trace(trace, offset) is None  # ready, but no batch yet
+    prepared = prepare_inputs(pa.Table.from_pylist(rows), [(config.model_dump_json(), "1")])
+    stage(prepared.slice(0, 2))
+    stage(prepared.slice(2, 2))
+    records = [json.loads(line) for line in trace.read_text().splitlines()[1:]]
+    assert [sorted(r) for r in records] == [["host", "pid", "ready"]] + [["end", "host", "pid", "rows", "start"]] * 2
+    usage = ActorUsage.from_trace(trace, offset)
+    busy = sum(r["end"] - r["start"] for r in records[1:])
+    assert usage.actors == 1 and usage.busy_s == busy > 0
+    assert usage.span_s == records[2]["end"] - records[0]["ready"] >= busy
+    assert usage.before_first_s == records[1]["start"] - records[0]["ready"]
+    assert 0 < usage.busy_fraction <= 1
+
+
+def test_actor_usage_sums_over_actors_by_host_and_pid(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    lines = [
+        {"host": "a", "pid": 7, "ready": 10.0}, {"host": "b", "pid": 7, "ready": 11.0},
+        {"host": "a", "pid": 7, "start": 11.0, "end": 13.0, "rows": 8},
+        {"host": "b", "pid": 7, "start": 11.5, "end": 12.5, "rows": 8},
+        {"host": "a", "pid": 7, "start": 14.0, "end": 15.0, "rows": 8},
+        {"host": "c", "pid": 9, "ready": 12.0},  # loaded, then killed before a batch: no span
+    ]
+    trace.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"host": "b", "pid": 7, "sta')
+    usage = ActorUsage.from_trace(trace)  # the line cut short by a kill is skipped
+    assert (usage.actors, usage.busy_s, usage.span_s, usage.before_first_s) == (2, 4.0, 5.0 + 1.5, 1.0 + 0.5)
+    assert usage.between_batches_s == 1.0 and usage.busy_fraction == 4.0 / 6.5
+
+
+def test_the_usage_line_suggests_input_workers_only_when_the_model_waited_between_batches():
+    config = build_config({"benchmark": {"name": "chair", "root": "/data/coco"},
+                           "resources": {"num_actors": 2, "input_workers": 3}})
+    waited = _usage_line([config], ActorUsage(actors=2, busy_s=6.0, span_s=10.0, before_first_s=1.0))
+    assert waited.startswith("llava15: 2 inference actor(s) busy 60% of their 10.0 s after loading (idle 1.0 s "
+                             "before the first batch, 3.0 s between batches)")
+    assert waited.endswith("; the model waited for its inputs: more resources.input_workers (now 3) helps "
+                           "where CPUs are free")
+    # A slow first batch (decoding the first inputs) is start-up, not a shortage of input workers.
+    started_late = _usage_line([config], ActorUsage(actors=1, busy_s=6.0, span_s=10.0, before_first_s=3.5))
+    assert "busy 60%" in started_late and "input_workers" not in started_late

@@ -79,7 +79,8 @@ def test_small_object_store_run_has_one_row_per_sample_and_no_queue_left(local_r
     lines: list[str] = []
     summary = generate(config, log=lines.append)
     assert (summary.n_samples, summary.n_generated, summary.n_resumed) == (len(expected), len(expected), 0)
-    assert lines == [f"{config.run_id}: {len(expected)} samples, 0 already generated, {len(expected)} to go"]
+    assert lines[0] == f"{config.run_id}: {len(expected)} samples, 0 already generated, {len(expected)} to go"
+    assert len(lines) == 2 and lines[1].startswith("llava15: ") and " inference actor(s) busy " in lines[1]
     ids = read_generations(config.run_dir).column("sample_id").to_pylist()
     assert sorted(ids) == sorted(expected)
     assert not (config.run_dir / QUEUE_DIR).exists()
