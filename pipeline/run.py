@@ -466,4 +466,7 @@ def _run_pipeline(
         num_cpus=resources.cpus_per_actor,
         batch_format="pyarrow",
     )
-    dataset.write_datasink(CommittedParquetSink(folders), ray_remote_args={"num_cpus": WRITE_CPUS})
+    # One write task in flight per inference actor: a write commits a block in milliseconds, but
+    # each further write worker process costs ~1 s of CPU to start, which on a small node is taken
+    # from the model (Ray Data would start one per free CPU slot).
+    dataset.write_datasink(CommittedParquetSink(folders), ray_remote_args={"num_cpus": WRITE_CPUS}, concurrency=actors)

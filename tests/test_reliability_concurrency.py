@@ -97,10 +97,10 @@ def test_leases_are_reentrant_in_one_process(tmp_path):
     assert not (tmp_path / LEASE_FILE).exists() and not lease._HELD
 
 
-def _config_data(synth, out: Path, batch_size: int) -> dict:
+def _config_data(synth, out: Path, batch_size: int, max_new_tokens: int = 8) -> dict:
     return {
         "benchmark": {"name": "pope", "root": str(synth.pope_root)},
-        "generation": {"max_new_tokens": 8, "batch_size": batch_size},
+        "generation": {"max_new_tokens": max_new_tokens, "batch_size": batch_size},
         "resources": {"num_actors": 1, "cpus_per_actor": 0.5},
         "output_dir": str(out),
     }
@@ -110,8 +110,10 @@ def _config_data(synth, out: Path, batch_size: int) -> dict:
 def test_two_drivers_on_one_ray_cluster_the_second_refuses_and_nothing_is_duplicated(local_ray, synth, tmp_path):
     """Both drivers are `halleval run` processes attached to this session's Ray (RAY_ADDRESS)."""
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(_config_data(synth, tmp_path / "runs", batch_size=1)))
-    config = build_config(_config_data(synth, tmp_path / "runs", batch_size=1))
+    # Long answers keep the first driver generating while the second starts (a few seconds).
+    data = _config_data(synth, tmp_path / "runs", batch_size=1, max_new_tokens=48)
+    path.write_text(yaml.safe_dump(data))
+    config = build_config(data)
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     command = [sys.executable, "-m", "jobs.cli", "run", str(path)]
     first = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
