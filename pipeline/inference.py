@@ -180,20 +180,21 @@ class ActorUsage:
     def from_trace(cls, path: Path, offset: int = 0) -> ActorUsage | None:
         """The usage recorded in `path` from byte `offset` on (a trace may hold earlier
         pipelines); None when no actor finished a batch there. A line cut short by a killed
-        actor is skipped: the trace is a measurement, not a result."""
+        actor, or any other line that is not a trace record, is skipped: the trace is a
+        measurement, not a result."""
         actors: dict[tuple[str, int], dict[str, Any]] = {}
         with path.open("rb") as handle:
             handle.seek(offset)
             for line in handle:
                 try:
                     record = json.loads(line)
-                except ValueError:
+                    actor = actors.setdefault((record["host"], record["pid"]), {"batches": []})
+                    if "ready" in record:
+                        actor["ready"] = float(record["ready"])
+                    else:
+                        actor["batches"].append((float(record["start"]), float(record["end"])))
+                except (ValueError, TypeError, KeyError):
                     continue
-                actor = actors.setdefault((record["host"], record["pid"]), {"batches": []})
-                if "ready" in record:
-                    actor["ready"] = record["ready"]
-                else:
-                    actor["batches"].append((record["start"], record["end"]))
         timed = [a for a in actors.values() if "ready" in a and a["batches"]]
         if not timed:
             return None
@@ -264,9 +265,13 @@ class InferenceStage:
         self._log_trace({"ready": time.time()})
 
     def _log_trace(self, record: dict[str, Any]) -> None:
-        if self._trace is not None:
+        if self._trace is None:
+            return
+        try:
             with self._trace.open("a") as handle:  # one short append per batch
                 handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **record}) + "\n")
+        except OSError:  # a measurement never fails a batch: this actor stops timing itself
+            self._trace = None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         start = time.time()

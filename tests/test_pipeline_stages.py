@@ -131,8 +131,9 @@ def test_actor_usage_sums_over_actors_by_host_and_pid(tmp_path):
         {"host": "a", "pid": 7, "start": 14.0, "end": 15.0, "rows": 8},
         {"host": "c", "pid": 9, "ready": 12.0},  # loaded, then killed before a batch: no span
     ]
-    trace.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"host": "b", "pid": 7, "sta')
-    usage = ActorUsage.from_trace(trace)  # the line cut short by a kill is skipped
+    junk = '[1, 2]\n{"host": "a", "pid": 7}\n{"host": "b", "pid": 7, "start": "soon", "end": 1}\n'
+    trace.write_text("".join(json.dumps(line) + "\n" for line in lines) + junk + '{"host": "b", "pid": 7, "sta')
+    usage = ActorUsage.from_trace(trace)  # the junk and the line cut short by a kill are skipped
     assert (usage.actors, usage.busy_s, usage.span_s, usage.before_first_s) == (2, 4.0, 5.0 + 1.5, 1.0 + 0.5)
     assert usage.between_batches_s == 1.0 and usage.busy_fraction == 4.0 / 6.5
 
@@ -148,3 +149,11 @@ def test_the_usage_line_suggests_input_workers_only_when_the_model_waited_betwee
     # A slow first batch (decoding the first inputs) is start-up, not a shortage of input workers.
     started_late = _usage_line([config], ActorUsage(actors=1, busy_s=6.0, span_s=10.0, before_first_s=3.5))
     assert "busy 60%" in started_late and "input_workers" not in started_late
+
+
+def test_a_trace_that_cannot_be_written_never_fails_a_batch(synth, tmp_path):
+    rows, config = _rows(synth.coco_root, "chair", 2)
+    gone = tmp_path / "queue-removed" / "trace.jsonl"  # its folder does not exist
+    stage = InferenceStage(cells=[(config.model_dump_json(), "1")], trace=str(gone))
+    out = stage(pa.Table.from_pylist(rows)).to_pylist()
+    assert [row["error"] for row in out] == [None, None] and not gone.exists()
