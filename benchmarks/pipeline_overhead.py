@@ -33,13 +33,14 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline.config import build_config  # noqa: E402
-from pipeline.inference import InferenceStage  # noqa: E402
+from pipeline.inference import ActorUsage, InferenceStage  # noqa: E402
 from pipeline.run import generate_many, load_samples  # noqa: E402
 from pipeline.synth import write_synthetic  # noqa: E402
 
 
 def actor_timings(trace: Path, pipeline_end: float) -> dict[str, float]:
-    """From the actor's trace: when its model was ready, and where it idled after that."""
+    """From the actor's trace, beside what `ActorUsage` (the run log's figures) takes from it:
+    when its model was ready, its batches' sizes and times, and the tail after the last one."""
     records = [json.loads(line) for line in trace.read_text().splitlines()]
     ready = min(r["ready"] for r in records if "ready" in r)
     batches = [r for r in records if "start" in r]
@@ -47,8 +48,7 @@ def actor_timings(trace: Path, pipeline_end: float) -> dict[str, float]:
     return {"ready": ready, "batches": len(batches), "rows_min": min(sizes), "rows_max": max(sizes),
             "median_batch_s": statistics.median(r["end"] - r["start"] for r in batches),
             "first_batches_s": [round(r["end"] - r["start"], 3) for r in batches[:4]],
-            "wait_first_s": batches[0]["start"] - ready, "tail_s": pipeline_end - batches[-1]["end"],
-            "gaps_s": sum(b["start"] - a["end"] for a, b in zip(batches, batches[1:]))}
+            "tail_s": pipeline_end - batches[-1]["end"]}
 
 
 def main() -> None:
@@ -93,7 +93,7 @@ def main() -> None:
         summary = generate_many([config], log=lambda _: None, trace=trace)[0]
         pipeline_end = time.time()
         ray.shutdown()
-        actor = actor_timings(trace, pipeline_end)
+        actor, usage = actor_timings(trace, pipeline_end), ActorUsage.from_trace(trace)
     pipeline_s = summary.seconds
     past_startup_s = pipeline_end - actor["ready"]
 
@@ -106,10 +106,10 @@ def main() -> None:
     print(f"ratio pipeline / loop, excluding Ray start-up: {pipeline_s / loop_s:.2f}")
     print(f"ratio pipeline / loop, including Ray start-up: {(pipeline_s + ray_start_s) / loop_s:.2f}")
     print(f"ratio past start-up (generation alone):        {past_startup_s / loop_gen_s:.2f}")
-    print(f"actor busy fraction (as the run log gives it): {summary.actor_busy:.2f} "
+    print(f"actor busy fraction (as the run log gives it): {usage.busy_fraction:.2f} "
           f"({actor['batches']} batches of "
           f"{actor['rows_min']}-{actor['rows_max']} rows; the loop: batches of {args.batch_size})")
-    print(f"actor idle: {actor['wait_first_s']:.2f} s before its first batch, {actor['gaps_s']:.2f} s between "
+    print(f"actor idle: {usage.before_first_s:.2f} s before its first batch, {usage.between_batches_s:.2f} s between "
           f"batches, {actor['tail_s']:.2f} s from its last batch to the end of generate_many")
     print(f"median batch, actor / loop:                    {actor['median_batch_s'] / statistics.median(loop_batches):.2f} "
           f"({actor['median_batch_s'] * 1e3:.1f} ms vs {statistics.median(loop_batches) * 1e3:.1f} ms; first batches: "

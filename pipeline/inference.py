@@ -145,14 +145,16 @@ def token_pieces(tokenizer: Any, token_ids: list[int]) -> tuple[str, list[str], 
     return text, pieces, offsets
 
 
-def _log_load(path: Path, config: RunConfig, seconds: float) -> None:
-    record = {
-        "model": config.model.name, "checkpoint": config.model.checkpoint, "dtype": config.model.dtype,
-        "seconds": round(seconds, 3), "host": socket.gethostname(), "pid": os.getpid(),
-    }
-    # One short append per actor: atomic enough on local and network file systems alike.
+def _append_record(path: Path, record: dict[str, Any]) -> None:
+    """Appends `record`, stamped with this actor's host and pid, as one JSON line: one short
+    append, atomic enough on local and network file systems alike."""
     with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **record}) + "\n")
+
+
+def _log_load(path: Path, config: RunConfig, seconds: float) -> None:
+    _append_record(path, {"model": config.model.name, "checkpoint": config.model.checkpoint,
+                          "dtype": config.model.dtype, "seconds": round(seconds, 3)})
 
 
 @dataclass(frozen=True)
@@ -268,8 +270,7 @@ class InferenceStage:
         if self._trace is None:
             return
         try:
-            with self._trace.open("a") as handle:  # one short append per batch
-                handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **record}) + "\n")
+            _append_record(self._trace, record)
         except OSError:  # a measurement never fails a batch: this actor stops timing itself
             self._trace = None
 
