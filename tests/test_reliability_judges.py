@@ -34,6 +34,7 @@ class _Endpoint(BaseHTTPRequestHandler):
     lock: ClassVar[threading.Lock] = threading.Lock()
     limited: ClassVar[set[str]] = set()  # questions already answered 429 once
     current: ClassVar[ThreadingHTTPServer]  # the fixture's server (holds in_flight, peak_in_flight)
+    _counted = False  # this request is in in_flight (send_error may reply before do_POST counts)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -44,13 +45,25 @@ class _Endpoint(BaseHTTPRequestHandler):
             self.arrivals.append((route, question, time.monotonic()))
             server.in_flight += 1
             server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+        self._counted = True
         try:
             self._answer(route, question)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its deadline): what the test wants
         finally:
-            with self.lock:
-                server.in_flight -= 1
+            self._leave()
+
+    def send_response(self, *args, **kwargs):
+        # A request stops counting before its reply goes out: once the client has the reply it
+        # may send the next one, which must not overlap this handler's bookkeeping.
+        self._leave()
+        super().send_response(*args, **kwargs)
+
+    def _leave(self) -> None:
+        with self.lock:
+            if self._counted:
+                self.server.in_flight -= 1
+                self._counted = False
 
     def _answer(self, route: str, question: str) -> None:
         if route == "hang":
