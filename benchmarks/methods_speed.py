@@ -30,6 +30,7 @@ N beams of every sample, so its ratio is against one plain step of the same samp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import statistics
@@ -155,15 +156,11 @@ def run(loaded, inputs, mode, tokens: int, select_wrapper=None, layers=None) -> 
         select = select_wrapper(select)
     eos = sorted(loaded.eos_token_ids)
     generators = [torch.Generator().manual_seed(i) for i in range(inputs["input_ids"].shape[0])]
-    kernel = attention._FLASH_CPU
-    if mode == "locore_generic":
-        attention._FLASH_CPU = None  # the generic path: LSE from an extra q.K over every key
-    try:
+    # locore_generic: the LSE from an extra q.K over every key
+    with attention.generic_locore() if mode == "locore_generic" else contextlib.nullcontext():
         wall, cpu = time.perf_counter(), time.process_time()
         decode(loaded, inputs, tokens, generators, without_eos(select, eos), **options)
         return time.perf_counter() - wall, time.process_time() - cpu
-    finally:
-        attention._FLASH_CPU = kernel
 
 
 def step_seconds(loaded, inputs, mode, tokens: int, layers=None) -> tuple[float, float]:
@@ -308,7 +305,6 @@ def attention_paths(repeats: int = 200) -> None:
     """One LocoRE decode-query attention call, CPU fast path (flash kernel's LSE) against the
     generic path (SDPA, then q.K over every key for the LSE), per shape; best of two rounds."""
     print("LocoRE attention call, fast path / generic path (one decode query, w_s = 8):")
-    kernel = attention._FLASH_CPU
     for batch, heads, kv_heads, dim, keys in ATTENTION_SHAPES:
         module = SimpleNamespace(head_dim=dim, layer_idx=0, is_causal=True, num_key_value_groups=heads // kv_heads,
                                  training=False)
@@ -316,17 +312,13 @@ def attention_paths(repeats: int = 200) -> None:
         mask = torch.zeros(batch, 1, 1, keys)
         plan = attention.AttentionPlan(output_start=keys - 20, locore=Locore((0, 0), 0.15, 8), capture=None)
         best = {"fast": float("inf"), "generic": float("inf")}
-        try:
-            for path in ("fast", "generic") * 2:
-                attention._FLASH_CPU = kernel if path == "fast" else None
-                with attention.active(plan):
+        for path in ("fast", "generic") * 2:
+            with attention.active(plan), attention.generic_locore() if path == "generic" else contextlib.nullcontext():
+                attention.halleval_attention(module, query, key, value, mask)
+                start = time.perf_counter()
+                for _ in range(repeats):
                     attention.halleval_attention(module, query, key, value, mask)
-                    start = time.perf_counter()
-                    for _ in range(repeats):
-                        attention.halleval_attention(module, query, key, value, mask)
-                    best[path] = min(best[path], (time.perf_counter() - start) / repeats)
-        finally:
-            attention._FLASH_CPU = kernel
+                best[path] = min(best[path], (time.perf_counter() - start) / repeats)
         print(f"  B {batch} heads {heads}/{kv_heads} dim {dim} keys {keys:4d}: fast {best['fast'] * 1e6:8.1f} us, "
               f"generic {best['generic'] * 1e6:8.1f} us, ratio {best['fast'] / best['generic']:.2f}")
 

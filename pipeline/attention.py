@@ -9,11 +9,11 @@ An active plan (a context variable, set by the decode loop around its forwards) 
 - LocoRE (paper Alg. 2) in layers [l0, l1] on single-query decode forwards: the post-softmax
   weight of each generated token at distance 1..w_s before the query is multiplied by
   gamma = 1 + beta. On the fused path this is `o + beta * sum_{j in window} p_j v_j` with
-  `p_j = exp(q.k_j * scale - LSE)`. On CPU the row's LSE comes out of the fused kernel itself
-  (`aten._scaled_dot_product_flash_attention_for_cpu`, the kernel SDPA dispatches to there, so
-  the output is bit for bit SDPA's), and only the w_s window logits are computed: four ops per
-  layer. Elsewhere, and when the attention inputs need grad (the kernel's LSE has none), the
-  LSE costs one extra q.K over the keys.
+  `p_j = exp(q.k_j * scale - LSE)`. The row's LSE comes out of a fused kernel itself (`LSE_KERNELS`:
+  on CPU `aten._scaled_dot_product_flash_attention_for_cpu`, the kernel SDPA dispatches to there,
+  so the output is bit for bit SDPA's; on CUDA the memory-efficient kernel), and only the w_s
+  window logits are computed: four ops per layer. Elsewhere, and when the attention inputs need
+  grad (the kernels' LSE has none), the LSE costs one extra q.K over the keys.
 - saliency capture in the target layers: those layers materialise the query's attention
   probabilities A (after LocoRE, so a LocoRE run is measured through the attention it runs) and
   add a zero leaf `delta` that requires grad, so `d loss / d delta` is the total derivative
@@ -25,7 +25,7 @@ An active plan (a context variable, set by the decode loop around its forwards) 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -225,47 +225,121 @@ def _fused_locore(module, query, key, value, attention_mask, scaling, window: sl
     return gained
 
 
-# The fused CPU kernel SDPA dispatches to, called directly because it also returns the LSE
-# (the `torch.` binding: a third of the call overhead of `torch.ops.aten.`).
-_FLASH_CPU = getattr(torch, "_scaled_dot_product_flash_attention_for_cpu", None)
-_FAST_DTYPES = (torch.float32, torch.float64)
+def _additive_mask(mask: torch.Tensor, dtype: torch.dtype, align: int) -> torch.Tensor:
+    """`mask` as an additive bias (boolean False becomes -inf, as SDPA does), stored with rows
+    padded to a multiple of `align` elements and sliced back to the real number of keys."""
+    keys = mask.shape[-1]
+    if mask.dtype != torch.bool and align == 1:
+        return mask
+    padded = -(-keys // align) * align
+    bias = torch.zeros(*mask.shape[:-1], padded, dtype=dtype, device=mask.device)
+    if padded != keys:
+        bias = bias[..., :keys]
+    return bias.masked_fill_(~mask, float("-inf")) if mask.dtype == torch.bool else bias.copy_(mask)
 
 
-def _fast_locore(query, key, value, attention_mask, scale: float, window: slice, locore: Locore) -> torch.Tensor:
-    """LocoRE on one decode query with the LSE taken from the CPU flash kernel: [B, 1, H, D].
+def _cpu_kernel(query, key, value, mask, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused kernel SDPA dispatches to on CPU, called directly because it also returns the
+    LSE (the `torch.` binding: a third of the call overhead of `torch.ops.aten.`)."""
+    return torch._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, False, attn_mask=mask, scale=scale)
+
+
+def _cuda_kernel(query, key, value, mask, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """CUTLASS memory-efficient attention, which takes any mask and returns the LSE (flash
+    attention returns one too but takes no mask, and decode batches are left-padded)."""
+    if mask is not None:
+        mask = mask.expand(*query.shape[:3], mask.shape[-1])
+    output, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, mask, True, scale=scale)
+    return output, lse[..., : query.shape[2]]  # the LSE's rows are padded to 32
+
+
+@dataclass(frozen=True)
+class LseKernel:
+    """A fused attention kernel that returns the output and each row's LSE.
+
+    Attributes:
+        run: (query, key, value, additive mask or None, scale) -> (output [B, H, q, D], LSE [B, H, q]).
+        dtypes: the dtypes LocoRE's fast path takes on this device.
+        mask_align: the mask's rows must start at multiples of this many elements.
+        packs_gqa: the kernel needs K/V heads equal to query heads (grouped heads are packed as queries).
+    """
+
+    run: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    dtypes: tuple[torch.dtype, ...]
+    mask_align: int = 1
+    packs_gqa: bool = False
+
+
+LSE_KERNELS = {  # per device type; CPU's kernel gains nothing in half precision
+    "cpu": LseKernel(_cpu_kernel, (torch.float32, torch.float64)),
+    "cuda": LseKernel(_cuda_kernel, (torch.float16, torch.bfloat16, torch.float32), mask_align=16, packs_gqa=True),
+}
+_generic_only = contextvars.ContextVar("halleval_generic_locore", default=False)
+
+
+@contextmanager
+def generic_locore() -> Iterator[None]:
+    """LocoRE on the generic path only (SDPA, then q.K over every key for the LSE): what the
+    fast path is checked and timed against."""
+    token = _generic_only.set(True)
+    try:
+        yield
+    finally:
+        _generic_only.reset(token)
+
+
+def _lse_kernel(query, key, value, dropout: float, kwargs: dict) -> LseKernel | None:
+    """The device's LSE kernel when LocoRE's fast path can take this call, else None."""
+    kernel = LSE_KERNELS.get(query.device.type)
+    if (
+        kernel is None
+        or query.dtype not in kernel.dtypes
+        or _generic_only.get()
+        or dropout
+        or kwargs.get("position_bias") is not None
+        or kwargs.get("softcap") is not None
+        or key.shape[-1] != value.shape[-1]
+        # The kernel's LSE carries no gradient; a differentiable forward takes the generic path.
+        or (torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad))
+    ):
+        return None
+    return kernel
+
+
+def _fast_locore(kernel: LseKernel, query, key, value, attention_mask, scale: float, window: slice, locore: Locore) -> torch.Tensor:
+    """LocoRE on one decode query with the LSE taken from the fused kernel: [B, 1, H, D].
 
     Mirrors `sdpa_attention_forward`'s choices for a single query (GQA without repeating K/V:
     SDPA's `enable_gqa` when there is no mask, else transformers' `pack_gqa`; boolean masks made
-    additive as SDPA does), so the output before the gain is bit for bit SDPA's. Then only the
-    w_s window logits are computed: p = exp(scale * q.K_w - LSE) in one baddbmm and an exp, and
-    o + beta * p @ V_w in one more baddbmm.
+    additive as SDPA does), so on CPU the output before the gain is bit for bit SDPA's. Then
+    only the w_s window logits are computed: p = exp(scale * q.K_w - LSE) in one baddbmm and an
+    exp, and o + beta * p @ V_w in one more baddbmm, in at least float32.
     """
     batch, heads, _, dim = query.shape
     kv_heads = key.shape[1]
     groups = heads // kv_heads
     rows = batch * kv_heads
-    mask = attention_mask
+    mask = None if attention_mask is None else _additive_mask(attention_mask, query.dtype, kernel.mask_align)
     kernel_query = query
-    if mask is not None:
-        if mask.dtype == torch.bool:
-            mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
-        if groups > 1:  # pack_gqa: a group's heads become the queries of its K/V head
-            kernel_query = query.reshape(batch, kv_heads, groups, dim)
-            if mask.shape[1] != 1:
-                mask = mask.reshape(batch, kv_heads, groups, mask.shape[-1])
-    output, lse = _FLASH_CPU(kernel_query, key, value, 0.0, False, attn_mask=mask, scale=scale)
+    if groups > 1 and (mask is not None or kernel.packs_gqa):  # pack_gqa: a group's heads become the queries of its K/V head
+        kernel_query = query.reshape(batch, kv_heads, groups, dim)
+        if mask is not None and mask.shape[1] != 1:
+            mask = mask.reshape(batch, kv_heads, groups, mask.shape[-1])
+    output, lse = kernel.run(kernel_query, key, value, mask, scale)
     keys = key.shape[2]
-    window_keys = (key.view(rows, keys, dim) if key.is_contiguous() else key.reshape(rows, keys, dim))[:, window]
-    window_values = (value.view(rows, keys, dim) if value.is_contiguous() else value.reshape(rows, keys, dim))[:, window]
+    exact = torch.promote_types(query.dtype, torch.float32)
+    window_keys = key.reshape(rows, keys, dim)[:, window].to(exact)
+    window_values = value.reshape(rows, keys, dim)[:, window].to(exact)
     # scale * q.K_w - LSE: [B*Hkv, groups, w]
-    logits = torch.baddbmm(lse.reshape(rows, groups, 1), query.reshape(rows, groups, dim), window_keys.transpose(1, 2), beta=-1, alpha=scale)
+    logits = torch.baddbmm(lse.reshape(rows, groups, 1).to(exact), query.reshape(rows, groups, dim).to(exact),
+                           window_keys.transpose(1, 2), beta=-1, alpha=scale)
     if mask is not None:
         logits = logits.view(batch, kv_heads, groups, -1).add_(mask[..., window]).view(rows, groups, -1)
     window_probs = logits.exp_()
-    gained = torch.baddbmm(output.view(rows, groups, dim), window_probs, window_values, alpha=locore.beta)
+    gained = torch.baddbmm(output.reshape(rows, groups, dim).to(exact), window_probs, window_values, alpha=locore.beta)
     if locore.renormalize:
         gained = gained / window_probs.sum(-1, keepdim=True).mul_(locore.beta).add_(1)
-    return gained.view(batch, 1, heads, dim)  # [B, H, 1, D] and [B, 1, H, D] share a layout
+    return gained.to(query.dtype).view(batch, 1, heads, dim)  # [B, H, 1, D] and [B, 1, H, D] share a layout
 
 
 def halleval_attention(
@@ -296,20 +370,10 @@ def halleval_attention(
         capture.probs[layer] = probs.detach()
         capture.deltas[layer] = delta
         return _apply_grouped(probs + delta, value).transpose(1, 2).contiguous(), None
-    if (
-        window is not None
-        and _FLASH_CPU is not None
-        and query.device.type == "cpu"
-        and query.dtype in _FAST_DTYPES
-        and not dropout
-        and kwargs.get("position_bias") is None
-        and kwargs.get("softcap") is None
-        and key.shape[-1] == value.shape[-1]
-        # The kernel's LSE carries no gradient; a differentiable forward takes the generic path.
-        and not (torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad))
-    ):
+    kernel = _lse_kernel(query, key, value, dropout, kwargs) if window is not None else None
+    if kernel is not None:
         scale = scaling if scaling is not None else module.head_dim**-0.5
-        return _fast_locore(query, key, value, attention_mask, scale, window, locore), None
+        return _fast_locore(kernel, query, key, value, attention_mask, scale, window, locore), None
     output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     if window is not None:
         output = _fused_locore(module, query, key, value, attention_mask, scaling, window, locore, output)

@@ -34,8 +34,8 @@ def eager_locore_attention(module, query, key, value, attention_mask, scaling=No
     locore: Locore | None = _settings.get("locore")
     if locore is not None and locore.covers(module.layer_idx):
         q_len, k_len = probs.shape[-2:]
-        rows = torch.arange(k_len - q_len, k_len)[:, None]  # cache column of each query
-        columns = torch.arange(k_len)[None, :]
+        rows = torch.arange(k_len - q_len, k_len, device=probs.device)[:, None]  # cache column of each query
+        columns = torch.arange(k_len, device=probs.device)[None, :]
         distance = rows - columns
         window = (columns >= _settings["output_start"]) & (distance >= 1) & (distance <= locore.window)
         probs = probs * (1 + locore.beta * window.to(probs.dtype))
@@ -95,9 +95,9 @@ def naive_saliency(
         use_reference_locore(None, 0)
         set_text_attention(model, previous)
     query_row = length - 2  # the row that predicts c; saliency is always read from it
-    columns = torch.arange(query_row + 1)
-    visual = torch.tensor(sorted(loaded.adapter.visual_token_ids(loaded)))
-    result = torch.zeros(batch, dtype=torch.float64)
+    columns = torch.arange(query_row + 1, device=ids.device)
+    visual = torch.tensor(sorted(loaded.adapter.visual_token_ids(loaded)), device=ids.device)
+    result = torch.zeros(batch, dtype=torch.float64, device=ids.device)
     for b in range(batch):
         if span == "outputs":
             keys = columns >= prompt_length
@@ -109,6 +109,6 @@ def naive_saliency(
             saliency_map = (attention[b, :, query_row, : query_row + 1] * grad[b, :, query_row, : query_row + 1]).abs().mean(0).double()
             norm = saliency_map.norm()
             normalised = saliency_map / norm if norm > 0 else saliency_map
-            per_layer.append(normalised[keys].mean() if keys.any() else torch.tensor(0.0, dtype=torch.float64))
+            per_layer.append(normalised[keys].mean() if keys.any() else normalised.new_zeros(()))
         result[b] = torch.stack(per_layer).mean()
     return result

@@ -109,8 +109,9 @@ def test_cpu_decode_takes_the_kernel_lse_path_and_matches_the_generic_one(monkey
     # forwards after prefill, and the first of them has no earlier output to reinforce.
     assert len(fast_calls) == (STEPS - 2) * (layers[1] - layers[0] + 1)
 
-    monkeypatch.setattr(attention, "_FLASH_CPU", None)  # force the generic extra-q.K path
-    generic = method.generate(loaded, inputs, params, STEPS, [torch.Generator() for _ in PROMPTS])
+    with attention.generic_locore():  # the extra-q.K path
+        generic = method.generate(loaded, inputs, params, STEPS, [torch.Generator() for _ in PROMPTS])
+    assert len(fast_calls) == (STEPS - 2) * (layers[1] - layers[0] + 1)  # none more
     assert [g.token_ids for g in fast] == [g.token_ids for g in generic]
     for a, b in zip(fast, generic):
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)

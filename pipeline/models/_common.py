@@ -82,12 +82,14 @@ def _first_line(error: Exception) -> str:
 
 
 def finish_load(adapter: ModelAdapter, model: Any, processor: Any, dtype: torch.dtype, device: str) -> LoadedModel:
-    """Left-pads the tokenizer (the decode loop appends on the right), casts, moves, sets eval mode.
+    """Left-pads the tokenizer (the decode loop appends on the right), casts, moves, sets eval
+    mode and freezes the weights.
 
     A model that from_pretrained spread over several devices (`hf_device_map`) stays where it is;
     its inputs then go to the device of its input embeddings, where its forward starts.
-    Weights are frozen by `pipeline.attention.install`, which a method calls in `prepare` when its
-    forwards use the halleval attention; greedy and sample decode under `torch.no_grad`.
+    Frozen from the start, not only when a method installs the halleval attention: on some CPUs
+    (seen on an AMX Xeon) a Linear on a non-contiguous input takes another GEMM path when its
+    weight requires grad, so greedy and LocoRE with beta 0 disagreed in the last bits.
     """
     processor.tokenizer.padding_side = "left"
     if spread_over_devices(model):
@@ -95,6 +97,7 @@ def finish_load(adapter: ModelAdapter, model: Any, processor: Any, dtype: torch.
         model = model.eval()
     else:
         model = model.to(device=device, dtype=dtype).eval()
+    model.requires_grad_(False)
     return LoadedModel(model=model, processor=processor, tokenizer=processor.tokenizer, adapter=adapter, device=device)
 
 
