@@ -79,7 +79,7 @@ def test_a_saved_checkpoint_loads_and_decodes_like_the_model_it_was_saved_from(n
     inputs = build_inputs(loaded, PROMPTS, visuals_for("image"))
     with torch.no_grad():
         saved_logits = loaded.model(**inputs).logits
-        original_logits = original.eval()(**inputs).logits
+        original_logits = original.eval().requires_grad_(False)(**inputs).logits  # frozen as halleval loads it
     torch.testing.assert_close(saved_logits, original_logits)
 
     visual_ids = torch.tensor(sorted(loaded.adapter.visual_token_ids(loaded)))
