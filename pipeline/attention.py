@@ -327,16 +327,21 @@ def _fast_locore(kernel: LseKernel, query, key, value, attention_mask, scale: fl
             mask = mask.reshape(batch, kv_heads, groups, mask.shape[-1])
     output, lse = kernel.run(kernel_query, key, value, mask, scale)
     keys = key.shape[2]
+    window_keys = (key.view(rows, keys, dim) if key.is_contiguous() else key.reshape(rows, keys, dim))[:, window]
+    window_values = (value.view(rows, keys, dim) if value.is_contiguous() else value.reshape(rows, keys, dim))[:, window]
+    window_query = query.reshape(rows, groups, dim)
+    output, lse = output.reshape(rows, groups, dim), lse.reshape(rows, groups, 1)
     exact = torch.promote_types(query.dtype, torch.float32)
-    window_keys = key.reshape(rows, keys, dim)[:, window].to(exact)
-    window_values = value.reshape(rows, keys, dim)[:, window].to(exact)
+    if query.dtype != exact:  # half precision (CUDA): the window logits and the gain in float32
+        window_query, window_keys, window_values, output, lse = (
+            t.to(exact) for t in (window_query, window_keys, window_values, output, lse)
+        )
     # scale * q.K_w - LSE: [B*Hkv, groups, w]
-    logits = torch.baddbmm(lse.reshape(rows, groups, 1).to(exact), query.reshape(rows, groups, dim).to(exact),
-                           window_keys.transpose(1, 2), beta=-1, alpha=scale)
+    logits = torch.baddbmm(lse, window_query, window_keys.transpose(1, 2), beta=-1, alpha=scale)
     if mask is not None:
         logits = logits.view(batch, kv_heads, groups, -1).add_(mask[..., window]).view(rows, groups, -1)
     window_probs = logits.exp_()
-    gained = torch.baddbmm(output.reshape(rows, groups, dim).to(exact), window_probs, window_values, alpha=locore.beta)
+    gained = torch.baddbmm(output, window_probs, window_values, alpha=locore.beta)
     if locore.renormalize:
         gained = gained / window_probs.sum(-1, keepdim=True).mul_(locore.beta).add_(1)
     return gained.to(query.dtype).view(batch, 1, heads, dim)  # [B, H, 1, D] and [B, 1, H, D] share a layout
