@@ -32,8 +32,6 @@ runs it so the script is known to work); its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import math
 import sys
 import time
 import traceback
@@ -47,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the li
 from PIL import Image  # noqa: E402
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration  # noqa: E402
 
-from method_reference import naive_saliency  # noqa: E402
+from method_reference import eager_locore_attention, naive_saliency, use_reference_locore  # noqa: E402
 from pipeline import attention  # noqa: E402
 from pipeline.api import LoadedModel, Visual  # noqa: E402
 from pipeline.attention import AttentionPlan, Locore, halleval_attention  # noqa: E402
@@ -144,17 +142,15 @@ def locore_attention_error(heads: int, kv_heads: int, keys: int, head_dim: int, 
     mask[1, ..., :100] = False  # a left-padded row
     locore = Locore(layers=(0, 0), beta=0.15, window=8)
     module = _Head(0, head_dim, heads // kv_heads)
-    with attention.active(AttentionPlan(output_start=output_start, locore=locore)), _generic(generic):
+    with attention.active(AttentionPlan(output_start=output_start, locore=locore)), attention.generic_locore(generic):
         fused, _ = halleval_attention(module, query.to(dtype), key.to(dtype), value.to(dtype), mask)
-    q, k, v = (t.to(dtype).double() for t in (query, key, value))
-    k, v = (t.repeat_interleave(heads // kv_heads, dim=1) for t in (k, v))
-    scores = (q @ k.transpose(-1, -2)) / math.sqrt(head_dim)
-    probs = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
-    columns = torch.arange(keys, device=device)
-    distance = (keys - 1) - columns  # the query is the newest position, at cache column keys - 1
-    window = (columns >= output_start) & (distance >= 1) & (distance <= locore.window)
-    eager = (probs * (1 + locore.beta * window.double())) @ v
-    return float((fused.double() - eager.transpose(1, 2)).abs().max())
+    additive = torch.zeros(mask.shape, dtype=torch.float64, device=device).masked_fill(~mask, float("-inf"))
+    use_reference_locore(locore, output_start)
+    try:
+        eager, _ = eager_locore_attention(module, *(t.to(dtype).double() for t in (query, key, value)), additive)
+    finally:
+        use_reference_locore(None, 0)
+    return float((fused.double() - eager).abs().max())
 
 
 def saliency_error(loaded: LoadedModel, locore: Locore | None, steps: int = 3, candidates: int = 2) -> float:
@@ -177,10 +173,6 @@ def saliency_error(loaded: LoadedModel, locore: Locore | None, steps: int = 3, c
         naive = naive_saliency(loaded, inputs, prefix, top[:, k], layers, "post_image", locore=locore)
         worst = max(worst, float(((efficient[:, k] - naive.detach()).abs() / naive.detach().abs().clamp_min(1e-30)).max()))
     return worst
-
-
-def _generic(on: bool):
-    return attention.generic_locore() if on else contextlib.nullcontext()
 
 
 def _sync(device: str) -> None:
@@ -213,7 +205,7 @@ def timed_decode(loaded: LoadedModel, method_name: str, generic: bool, batch: in
             generated = sum(len(g.token_ids) for g in generations) / batch
         return fastest, generated
 
-    with _generic(generic):
+    with attention.generic_locore(generic):
         one, one_generated = best(1)
         full, full_generated = best(tokens)
     peak = (torch.cuda.max_memory_allocated() - before) / 2**30 if cuda else None

@@ -30,7 +30,6 @@ N beams of every sample, so its ratio is against one plain step of the same samp
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import os
 import statistics
@@ -157,7 +156,7 @@ def run(loaded, inputs, mode, tokens: int, select_wrapper=None, layers=None) -> 
     eos = sorted(loaded.eos_token_ids)
     generators = [torch.Generator().manual_seed(i) for i in range(inputs["input_ids"].shape[0])]
     # locore_generic: the LSE from an extra q.K over every key
-    with attention.generic_locore() if mode == "locore_generic" else contextlib.nullcontext():
+    with attention.generic_locore(mode == "locore_generic"):
         wall, cpu = time.perf_counter(), time.process_time()
         decode(loaded, inputs, tokens, generators, without_eos(select, eos), **options)
         return time.perf_counter() - wall, time.process_time() - cpu
@@ -313,7 +312,7 @@ def attention_paths(repeats: int = 200) -> None:
         plan = attention.AttentionPlan(output_start=keys - 20, locore=Locore((0, 0), 0.15, 8), capture=None)
         best = {"fast": float("inf"), "generic": float("inf")}
         for path in ("fast", "generic") * 2:
-            with attention.active(plan), attention.generic_locore() if path == "generic" else contextlib.nullcontext():
+            with attention.active(plan), attention.generic_locore(path == "generic"):
                 attention.halleval_attention(module, query, key, value, mask)
                 start = time.perf_counter()
                 for _ in range(repeats):

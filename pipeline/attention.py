@@ -278,10 +278,11 @@ _generic_only = contextvars.ContextVar("halleval_generic_locore", default=False)
 
 
 @contextmanager
-def generic_locore() -> Iterator[None]:
+def generic_locore(on: bool = True) -> Iterator[None]:
     """LocoRE on the generic path only (SDPA, then q.K over every key for the LSE): what the
-    fast path is checked and timed against."""
-    token = _generic_only.set(True)
+    fast path is checked and timed against. `on=False`: the usual choice (the fast path where it
+    applies), so a caller timing both paths writes one `with`."""
+    token = _generic_only.set(on)
     try:
         yield
     finally:
