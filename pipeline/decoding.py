@@ -292,11 +292,16 @@ class DecodeState:
     capture: SaliencyCapture | None = None  # set when the loop runs with saliency_layers
     streams: dict[str, Stream] = field(default_factory=dict)
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    _span: tuple[tuple[int, KeySpan], torch.Tensor] | None = field(default=None, repr=False)
 
     def span(self, span: KeySpan) -> torch.Tensor:
-        """The [B, T] key span mask of saliency at this step."""
-        visual_ids = self.loaded.adapter.visual_token_ids(self.loaded)
-        return key_span_mask(self.input_ids, self.prompt_length, visual_ids, span)
+        """The [B, T] key span mask of saliency at this step (built once per step: scoring and
+        `span_is_empty` both read it)."""
+        key = (self.step, span)
+        if self._span is None or self._span[0] != key:
+            visual_ids = self.loaded.adapter.visual_token_ids(self.loaded)
+            self._span = key, key_span_mask(self.input_ids, self.prompt_length, visual_ids, span)
+        return self._span[1]
 
     def saliency(self, candidates: torch.Tensor, span: KeySpan) -> torch.Tensor:
         """S(c) of each row's candidates [B, K] as the next token: [B, K] float64. Once per step.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pipeline.config import MethodConfig
 from pipeline.decoding import DecodeState, StepChoice, decode
@@ -27,7 +28,12 @@ def fake_state(logits: list[float], seed: int = 0) -> DecodeState:
 def scripted(*steps: list[float]):
     """A stand-in S: step i gives the i-th list, indexed like the top-K candidates."""
     calls = iter(steps)
-    return lambda state, candidates: torch.tensor([next(calls)], dtype=torch.float64)
+    return lambda state, candidates: torch.tensor(_rows(next(calls)), dtype=torch.float64)
+
+
+def _rows(saliency: list) -> list[list[float]]:
+    """One row's list, or a list of rows as given."""
+    return saliency if isinstance(saliency[0], list) else [saliency]
 
 
 LOGITS = [4.0, 3.0, 2.0, 1.0, 0.0, -9.0]  # top-5 are ids 0..4
@@ -66,6 +72,36 @@ def test_a_draw_below_tau_is_rejected_and_a_later_one_accepted():
             break
     else:
         pytest.fail("candidate 0 (p = 0.73) was never drawn first in 20 seeds")
+
+
+class ScalarReads(TorchDispatchMode):
+    """Counts reads of one tensor value into Python (int(), float(), bool()): on a GPU each one
+    waits for the device to finish the work queued so far."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func.overloadpacket == torch.ops.aten._local_scalar_dense
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_step_reads_one_value_per_draw_from_its_tensors():
+    # Row 0 rejects twice then falls back (R = 2); row 1 accepts its first draw: three draws.
+    params = MethodConfig(name="sgrs", alpha=1.0, top_k=3, max_rejections=2)
+    select = make_sgrs_select(params, scripted([[1.0] * 3, [1.0] * 3], [[0.1, 0.3, 0.2], [2.0, 2.0, 2.0]]))
+    two_rows = lambda: DecodeState(
+        loaded=None, input_ids=torch.zeros(2, 1, dtype=torch.long), logits=torch.tensor([LOGITS, LOGITS]),
+        model_kwargs={}, prompt_length=1, step=0, generators=[torch.Generator().manual_seed(s) for s in (0, 1)],
+        finished=torch.zeros(2, dtype=torch.bool),
+    )
+    select(two_rows())
+    with ScalarReads() as reads:
+        choice = select(two_rows())
+    assert choice.rejections == [2, 0] and choice.fallback == [True, False]
+    assert int(choice.token_ids[0]) == 1  # the fallback: best original saliency
+    assert reads.count == 3  # the draws; saliencies, weights and the fallback come over once per step
 
 
 @pytest.mark.parametrize("name", MODELS.names())

@@ -49,52 +49,59 @@ def make_sgrs_select(params: MethodConfig, score: Scorer | None = None) -> Token
         saliency = score(state, top_ids)
         # No key to average over (key_span `outputs` at the first step): S is no evidence.
         no_evidence = empty_span(state)
-        choice = StepChoice(token_ids=top_ids[:, 0].clone(), saliency=[], tau=[], rejections=[], fallback=[])
+        # One copy to the host per step: on a GPU each value read from a device tensor waits for
+        # it (float64 either way, so every comparison is the same); a draw is the only other wait.
+        saliency_rows, weight_rows, best_rows = saliency.tolist(), top_probs.tolist(), saliency.argmax(-1).tolist()
+        records = {"saliency": [], "tau": [], "rejections": [], "fallback": []}
+        picks = []
         for row, generator in enumerate(state.generators):
             accepted = history.setdefault(row, [])
             recent = accepted[-params.history_window :]
             tau = params.alpha * sum(recent) / len(recent) if recent else 0.0
-            pick, rejections = _draw(top_probs[row], saliency[row], tau, params, generator, no_evidence[row])
+            pick, rejections = _draw(top_probs[row], weight_rows[row], saliency_rows[row], tau, params, generator,
+                                     no_evidence[row])
             fallback = pick is None
             if fallback:
-                pick = int(saliency[row].argmax())
-            chosen = float(saliency[row, pick])
+                pick = best_rows[row]
+            chosen = saliency_rows[row][pick]
             if not no_evidence[row] and (not fallback or params.fallback_in_history):
                 accepted.append(chosen)  # Alg. 1 line 10: accepted tokens only, unless asked
-            choice.token_ids[row] = top_ids[row, pick]
-            choice.saliency.append(None if no_evidence[row] else chosen)
-            choice.tau.append(tau)
-            choice.rejections.append(rejections)
-            choice.fallback.append(fallback)
+            picks.append(pick)
+            records["saliency"].append(None if no_evidence[row] else chosen)
+            records["tau"].append(tau)
+            records["rejections"].append(rejections)
+            records["fallback"].append(fallback)
+        chosen_column = torch.tensor(picks, device=top_ids.device)[:, None]
         # The record is the token's probability under the proposal: top-K at T, renormalised.
         proposal = top_probs / top_probs.sum(-1, keepdim=True)
-        chosen_column = (top_ids == choice.token_ids[:, None]).to(torch.int64).argmax(-1, keepdim=True)
-        choice.logprobs = proposal.gather(1, chosen_column).squeeze(1).log()
+        choice = StepChoice(token_ids=top_ids.gather(1, chosen_column).squeeze(1),
+                            logprobs=proposal.gather(1, chosen_column).squeeze(1).log(), **records)
         if params.record_candidates:
             choice.candidate_ids = top_ids.tolist()
-            choice.candidate_saliency = saliency.tolist()
+            choice.candidate_saliency = saliency_rows
         return choice
 
     return select
 
 
 def _draw(
-    weights: torch.Tensor, saliency: torch.Tensor, tau: float, params: MethodConfig, generator: torch.Generator,
-    no_evidence: bool,
+    weights: torch.Tensor, host_weights: list[float], saliency: list[float], tau: float, params: MethodConfig,
+    generator: torch.Generator, no_evidence: bool,
 ) -> tuple[int | None, int]:
     """One row's draws (Alg. 1 lines 4-9): the accepted candidate index (None: fall back) and the
     number of rejections. A rejected candidate leaves C; when what is left has no probability
     mass (a low temperature puts all of it on the rejected ones), there is nothing to draw and
-    the row falls back."""
-    weights = weights.clone()
+    the row falls back. `weights` (on the row generator's device) feed the draws; their host
+    copy and the saliencies decide, so a draw is the only value the loop waits for."""
+    weights, host_weights = weights.clone(), list(host_weights)
     rejections = 0
-    for _ in range(min(params.max_rejections, len(weights))):
-        if not bool(weights.sum() > 0):
+    for _ in range(min(params.max_rejections, len(host_weights))):
+        if not sum(host_weights) > 0:
             return None, rejections
         draw = int(torch.multinomial(weights, 1, generator=generator))
-        if no_evidence or params.saliency_scale * float(saliency[draw]) >= tau:
+        if no_evidence or params.saliency_scale * saliency[draw] >= tau:
             return draw, rejections
-        weights[draw] = 0  # C <- C \ {c}; multinomial renormalises the rest
+        weights[draw] = host_weights[draw] = 0  # C <- C \ {c}; multinomial renormalises the rest
         rejections += 1
     return None, rejections
 
