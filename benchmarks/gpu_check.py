@@ -11,7 +11,8 @@ LocoRE layers 9-14 exist) and a 336-pixel image (576 image tokens, LLaVA-1.5's c
 dtype prints:
 
 1. equivalence:
-   - greedy through the halleval decode loop against `model.generate` (token agreement);
+   - greedy through the halleval decode loop against `model.generate` (token agreement; where a
+     row leaves `generate`'s path, the step and how close `generate`'s own choice was there);
    - the halleval attention with a LocoRE gain, on the fast path (the fused kernel's LSE) and
      the generic one, against a float64 eager reference on decode queries of a 7B layer and of
      a GQA layer with an unaligned number of keys (max abs error);
@@ -106,20 +107,41 @@ def _generators(loaded: LoadedModel, batch: int) -> list[torch.Generator]:
     return [torch.Generator(device=loaded.device).manual_seed(row) for row in range(batch)]
 
 
-def greedy_agreement(loaded: LoadedModel, tokens: int) -> float:
-    """Share of positions where the halleval greedy loop and `generate` pick the same token."""
+def greedy_agreement(loaded: LoadedModel, tokens: int) -> tuple[float, list[str]]:
+    """Share of positions where the halleval greedy loop and `generate` pick the same token, and
+    per row that leaves `generate`'s path, where and how close `generate`'s choice was there
+    (`first_divergence`): a random model in half precision has near ties, which either side may
+    break, so a divergence at a gap of an ulp or two says the loops agree to the dtype."""
     inputs = batch_inputs(loaded, 2)
     method = METHODS.get("greedy")()
     method.prepare(loaded, MethodConfig(name="greedy"))
     ours = method.generate(loaded, inputs, MethodConfig(name="greedy"), tokens, _generators(loaded, 2))
     with torch.no_grad():
-        reference = loaded.model.generate(**inputs, do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens)
+        reference = loaded.model.generate(**inputs, do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens,
+                                          output_logits=True, return_dict_in_generate=True)
     same = total = 0
+    divergences = []
     for row, generation in enumerate(ours):
-        expected = reference[row, inputs["input_ids"].shape[1]:].tolist()[: len(generation.token_ids)]
+        expected = reference.sequences[row, inputs["input_ids"].shape[1]:].tolist()[: len(generation.token_ids)]
         same += sum(a == b for a, b in zip(generation.token_ids, expected))
         total += len(expected)
-    return same / max(total, 1)
+        divergence = first_divergence(generation.token_ids, expected, [step[row] for step in reference.logits])
+        if divergence is not None:
+            divergences.append(f"row {row} {divergence}")
+    return same / max(total, 1), divergences
+
+
+def first_divergence(ours: list[int], expected: list[int], logits: list[torch.Tensor]) -> str | None:
+    """Where `ours` first leaves `expected` (the reference's tokens, whose step t had raw
+    next-token logits logits[t]): the step, the reference's top-2 logit gap there and the rank
+    of our token among its logits; None where they agree."""
+    step = next((t for t, (a, b) in enumerate(zip(ours, expected)) if a != b), None)
+    if step is None:
+        return None
+    row = logits[step].float()
+    top = row.topk(2).values
+    rank = int((row > row[ours[step]]).sum()) + 1
+    return f"at token {step}: generate's top-2 logit gap {float(top[0] - top[1]):.3g} (logit {float(top[0]):.3g}), ours its #{rank}"
 
 
 class _Head(torch.nn.Module):
@@ -245,8 +267,9 @@ def run_dtype(args, width: dict[str, int], dtype_name: str, failures: list[str])
     print(f"\n[{dtype_name}] model: {weights:.1f} GiB of weights, prompt {prompt_tokens} tokens", flush=True)
 
     def equivalence() -> None:
-        agreement = greedy_agreement(loaded, args.tokens)
-        print(f"[{dtype_name}] greedy loop vs generate: {agreement:.1%} tokens equal", flush=True)
+        agreement, divergences = greedy_agreement(loaded, args.tokens)
+        where = "".join(f"; {divergence}" for divergence in divergences)
+        print(f"[{dtype_name}] greedy loop vs generate: {agreement:.1%} tokens equal{where}", flush=True)
 
     def locore_attention() -> None:
         cells = []

@@ -52,3 +52,13 @@ def test_a_failing_check_is_reported_and_the_others_still_run(capsys, monkeypatc
 def test_without_cuda_the_real_run_says_what_to_do(capsys):
     assert _gpu_check().main([]) == 2
     assert "no CUDA device visible" in capsys.readouterr().err
+
+
+def test_a_divergence_from_generate_reports_its_step_gap_and_rank():
+    first_divergence = _gpu_check().first_divergence
+    logits = [torch.tensor([0.0, 5.0, 1.0]), torch.tensor([2.0, 2.03125, 1.5]), torch.tensor([9.0, 0.0, 0.0])]
+    assert first_divergence([1, 1, 0], [1, 1, 0], logits) is None
+    # At step 1 the reference took token 1 (2.03125), ours token 0 (2.0): its #2, 1/32 behind.
+    assert first_divergence([1, 0, 0], [1, 1, 0], logits) == (
+        "at token 1: generate's top-2 logit gap 0.0312 (logit 2.03), ours its #2")
+    assert first_divergence([1, 1, 2], [1, 1, 0], logits).endswith("ours its #2")  # a tie takes its best rank
