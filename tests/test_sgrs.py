@@ -17,11 +17,13 @@ from test_saliency import PROMPTS, load
 STEPS = 6
 
 
-def fake_state(logits: list[float], seed: int = 0) -> DecodeState:
+def fake_state(logits: list[float], seed: int = 0, rows: int = 1) -> DecodeState:
+    """`rows` rows with the same logits; row i draws from a generator seeded seed + i."""
     return DecodeState(
-        loaded=None, input_ids=torch.zeros(1, 1, dtype=torch.long), logits=torch.tensor([logits]),
-        model_kwargs={}, prompt_length=1, step=0, generators=[torch.Generator().manual_seed(seed)],
-        finished=torch.zeros(1, dtype=torch.bool),
+        loaded=None, input_ids=torch.zeros(rows, 1, dtype=torch.long), logits=torch.tensor([logits] * rows),
+        model_kwargs={}, prompt_length=1, step=0,
+        generators=[torch.Generator().manual_seed(seed + row) for row in range(rows)],
+        finished=torch.zeros(rows, dtype=torch.bool),
     )
 
 
@@ -91,14 +93,9 @@ def test_a_step_reads_one_value_per_draw_from_its_tensors():
     # Row 0 rejects twice then falls back (R = 2); row 1 accepts its first draw: three draws.
     params = MethodConfig(name="sgrs", alpha=1.0, top_k=3, max_rejections=2)
     select = make_sgrs_select(params, scripted([[1.0] * 3, [1.0] * 3], [[0.1, 0.3, 0.2], [2.0, 2.0, 2.0]]))
-    two_rows = lambda: DecodeState(
-        loaded=None, input_ids=torch.zeros(2, 1, dtype=torch.long), logits=torch.tensor([LOGITS, LOGITS]),
-        model_kwargs={}, prompt_length=1, step=0, generators=[torch.Generator().manual_seed(s) for s in (0, 1)],
-        finished=torch.zeros(2, dtype=torch.bool),
-    )
-    select(two_rows())
+    select(fake_state(LOGITS, rows=2))
     with ScalarReads() as reads:
-        choice = select(two_rows())
+        choice = select(fake_state(LOGITS, rows=2))
     assert choice.rejections == [2, 0] and choice.fallback == [True, False]
     assert int(choice.token_ids[0]) == 1  # the fallback: best original saliency
     assert reads.count == 3  # the draws; saliencies, weights and the fallback come over once per step
