@@ -138,9 +138,9 @@ def first_divergence(ours: list[int], expected: list[int], logits: list[torch.Te
     step = next((t for t, (a, b) in enumerate(zip(ours, expected)) if a != b), None)
     if step is None:
         return None
-    row = logits[step].float()
-    top = row.topk(2).values
-    rank = int((row > row[ours[step]]).sum()) + 1
+    step_logits = logits[step].float()
+    top = step_logits.topk(2).values
+    rank = int((step_logits > step_logits[ours[step]]).sum()) + 1
     return f"at token {step}: generate's top-2 logit gap {float(top[0] - top[1]):.3g} (logit {float(top[0]):.3g}), ours its #{rank}"
 
 
@@ -304,9 +304,6 @@ def run_dtype(args, width: dict[str, int], dtype_name: str, failures: list[str])
     check(f"[{dtype_name}] saliency", failures, saliency)
     for batch in args.batches:
         check(f"[{dtype_name}] speed batch {batch}", failures, lambda: speed(batch))
-    del loaded
-    if args.device.startswith("cuda"):
-        torch.cuda.empty_cache()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     for dtype_name in args.dtypes:
         check(f"[{dtype_name}] model", failures, lambda: run_dtype(args, width, dtype_name, failures))
+        if args.device.startswith("cuda"):  # the model went with run_dtype's frame
+            torch.cuda.empty_cache()
     if failures:
         print(f"\ngpu_check: {len(failures)} check(s) failed: {', '.join(failures)}", file=sys.stderr)
     return 1 if failures else 0
