@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the package and the tests' node ports
 
 import ray  # first: it puts its bundled psutil (ray/thirdparty_files) on sys.path
 
@@ -44,6 +44,7 @@ from pipeline.config import build_config
 from pipeline.manifest import scan_generations
 from pipeline.run import generate
 from pipeline.synth import write_synthetic
+from ray_nodes import free_ports
 
 MIB = 1024 * 1024
 
@@ -59,27 +60,12 @@ def write_questions(root: Path, n_samples: int) -> Path:
     return synth.pope_root
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _node_ports(head: bool) -> list[str]:
     names = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
              "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port"]
     if head:
         names.append("--ray-client-server-port")
-    ports = _free_ports(len(names) + 1)
-    flags = [f"{name}={port}" for name, port in zip(names, ports)]
-    # Each node's workers take a range of 100 ports starting at a free one (Ray skips busy ones).
-    low = min(ports[-1], 65535 - 100)
-    return flags + [f"--min-worker-port={low}", f"--max-worker-port={low + 100}"]
+    return [f"{name}={port}" for name, port in zip(names, free_ports(len(names)))]
 
 
 def cluster_processes(marker: str) -> list[psutil.Process]:
@@ -96,7 +82,7 @@ def cluster_processes(marker: str) -> list[psutil.Process]:
 def two_node_cluster() -> Iterator[tuple[str, str]]:
     """A head and a worker node on loopback, one CPU each; yields (address, folder)."""
     folder = tempfile.mkdtemp(prefix="halleval-scale-")
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus=1", "--disable-usage-stats", f"--temp-dir={folder}"]
     # Ray turns token authentication on when RAY_AUTH_MODE is unset and ~/.ray/auth_token exists;

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,14 +24,9 @@ from pipeline.config import load_config
 from pipeline.schema import read_generations
 
 from conftest import REPO_ROOT
+from ray_nodes import free_port
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for_dashboard(url: str, head: subprocess.Popen, timeout: float = 90) -> None:
@@ -60,15 +54,15 @@ def ray_cluster(tmp_path):
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     env.pop("RAY_ADDRESS", None)
-    dashboard_port = _free_port()
+    dashboard_port = free_port()
     head = subprocess.Popen(
         [
             str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-            f"--port={_free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+            f"--port={free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
             "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
             # Another Ray of the test session holds the default agent ports; without its own,
             # this node's job agent never starts and every submission is refused.
-            *(f"--{name}={_free_port()}" for name in (
+            *(f"--{name}={free_port()}" for name in (
                 "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
                 "metrics-export-port", "ray-client-server-port",
             )),

@@ -8,11 +8,11 @@ sample exactly once. Every Ray process started here is killed at the end, whatev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +24,7 @@ import psutil
 import pytest
 import yaml
 from conftest import REPO_ROOT, wait_for
+from ray_nodes import free_port
 
 from pipeline.config import build_config
 from pipeline.manifest import scan_generations
@@ -35,17 +36,11 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _own_ports() -> list[str]:
     """Ports of one node's services: other Rays on this machine hold the defaults."""
     names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
              "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
-    return [f"--{name}={_free_port()}" for name in names]
+    return [f"--{name}={free_port()}" for name in names]
 
 
 @dataclass
@@ -57,14 +52,40 @@ class Cluster:
     seen: set[psutil.Process] = field(default_factory=set)
 
     def start_node(self, name: str, *args: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
-             *_own_ports(), *args],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.logs / f"ray-{name}.log", "w"),
-            start_new_session=True,
-        )
+        with open(self.log(name), "w") as log:
+            process = subprocess.Popen(
+                [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+                 *_own_ports(), *args],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+            )
         self.nodes[name] = process
         return process
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"ray-{name}.log"
+
+    def join(self, name: str, *args: str, nodes: int, attempts: int = 3) -> None:
+        """Starts node `name` and waits until the cluster has `nodes` alive nodes.
+
+        A node whose `ray start` exits before it joins is started again with fresh ports, up to
+        `attempts` times: what is under test is the run on the cluster, not Ray's start-up.
+        """
+        failures = []
+        for attempt in range(1, attempts + 1):
+            process = self.start_node(name, *args)
+            wait_for(lambda: process.poll() is not None or self.alive_nodes() == nodes,
+                     f"the {name} node to join (its `ray start` log: {self.log(name)})")
+            if process.poll() is None:
+                return
+            with contextlib.suppress(ProcessLookupError):  # what it started and left behind, holding ports
+                os.killpg(process.pid, signal.SIGKILL)
+            failed = f"{name}-attempt{attempt}"  # kept for reading
+            self.nodes[failed] = self.nodes.pop(name)
+            self.log(name).rename(self.log(failed))
+            last = self.log(failed).read_text().strip().splitlines()[-1:] or ["no output"]
+            failures.append(f"exit {process.returncode}: {last[0]}")
+            print(f"`ray start` of the {name} node failed (attempt {attempt}): {failures[-1]}", file=sys.stderr)
+        raise RuntimeError(f"the {name} node never joined; `ray start` failed {attempts} times: {failures}")
 
     def processes(self, name: str) -> list[psutil.Process]:
         """The node's processes (its `ray start` and every descendant), remembered for clean-up."""
@@ -106,18 +127,16 @@ def two_nodes(tmp_path) -> Iterator[Cluster]:
            # a lost node is declared dead after ~3 s instead of ~30 s
            "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
     env.pop("RAY_ADDRESS", None)
-    port = _free_port()
+    port = free_port()
     cluster = Cluster(env=env, address=f"127.0.0.1:{port}", logs=tmp_path)
     # Ray's socket paths live under the temp dir and must stay under 107 characters.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     try:
         # Each node (1 CPU) holds one 0.75-CPU actor, not a second, plus the input worker (0.25)
         # or a write task (0.25).
-        cluster.start_node("head", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                           f"--ray-client-server-port={_free_port()}", f"--temp-dir={temp_dir}")
-        wait_for(lambda: cluster.alive_nodes() == 1, "the head node")
-        cluster.start_node("worker", f"--address={cluster.address}", "--num-cpus=1")
-        wait_for(lambda: cluster.alive_nodes() == 2, "the worker node")
+        cluster.join("head", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                     f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}", nodes=1)
+        cluster.join("worker", f"--address={cluster.address}", "--num-cpus=1", nodes=2)
         yield cluster
     finally:
         cluster.stop()
