@@ -66,7 +66,7 @@ def run_random_demo(out: Path, n_images: int, overrides: list[str]) -> list[dict
     with ray_session():
         for step, config in enumerate(configs, start=2):
             print(f"[{step}/3] {config.benchmark.name}: tiny {config.model.name}, {config.method.name} decoding on Ray")
-            results.append(execute(config))
+            results.append(execute(config, scratch=True))
     for scores in results:
         print_scores(scores)
     print(f"\ndemo finished in {time.perf_counter() - start:.0f}s; outputs under {out}/runs/")

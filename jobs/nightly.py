@@ -39,9 +39,9 @@ from eval.scoring import load_scores
 from jobs.grid import run_grid
 from jobs.grid_config import load_grid
 from jobs.nightly_stats import paired_bootstrap, sample_vectors
-from jobs.run import git_commit
 from jobs.suite_config import SuiteConfig
 from pipeline.config import ConfigError
+from pipeline.producer import git_commit
 
 LEDGER_SCHEMA = pa.schema([
     ("night", pa.string()),  # the night's folder name; null in ledgers written before it existed

@@ -110,7 +110,8 @@ def compare_methods(
         for method, (chair, pope) in pairs:
             log(f"organism: {method} on CHAIR ({chair.benchmark.limit or 'all'} images) and POPE {POPE_SPLIT}")
             quiet = lambda _: None  # noqa: E731 - the per-run lines would bury the table
-            rows.append(method_row(method, chair, execute(chair, log=quiet), execute(pope, log=quiet)))
+            rows.append(method_row(method, chair, execute(chair, log=quiet, scratch=True),
+                                    execute(pope, log=quiet, scratch=True)))
     return rows
 
 

@@ -16,7 +16,8 @@ of sample ids for the duplicate check and resume, and the per-sample benchmark f
 Each start, under the run folder's lease (pipeline.lease), first reconciles the committed files
 (foreign files quarantined, duplicate rows dropped), then writes the queue: samples without a
 row, error rows to retry, and samples whose fingerprint changed (only with accept_changes once
-they have a good row).
+they have a good row). A run whose good rows came from another halleval, torch or transformers
+version refuses to add to them unless accept_changes (pipeline.producer).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from pipeline.fingerprint import (
 )
 from pipeline.inference import ActorUsage, InferenceStage, InputStage, model_key
 from pipeline.lease import run_lease
+from pipeline.producer import check_producer
 from pipeline.resources import INPUT_WORKER_CPUS, WRITE_CPUS, check_resources, pool_sizes
 from pipeline.sink import CommittedParquetSink
 from pipeline.schema import (
@@ -319,11 +321,14 @@ def generate_many(
         progress: reports progress while a model group's pipeline runs (see ProgressHook).
         retry_errors: generate the samples whose committed row is an error row again.
         accept_changes: when a run's benchmark differs from its recorded fingerprint, regenerate
-            the changed and added samples and drop the removed ones' rows (else: refuse).
+            the changed and added samples and drop the removed ones' rows; when its rows came
+            from another version (pipeline.producer), keep them (else: refuse).
 
     Raises:
         RunLockedError: another live driver owns one of the run folders.
         BenchmarkChangedError: a run's benchmark changed and `accept_changes` is off.
+        ProducerChangedError: a run's rows came from another halleval, torch or transformers
+            version and `accept_changes` is off.
         ResourcesError: the cluster can never hold the actors and the input workers.
 
     Returns:
@@ -396,6 +401,7 @@ def _prepare(
     recorded = read_fingerprint(config.run_dir)
     done = committed_sample_ids(config.run_dir)
     errors = committed_sample_ids(config.run_dir, errors_only=True)
+    check_producer(config.run_dir, config.run_id, bool(done - errors), accept_changes, log)
     if recorded is None and done:
         log(f"{config.run_id}: no benchmark fingerprint recorded (a run of an older halleval); "
             "recording the current benchmark's")

@@ -283,7 +283,11 @@ def write_coco(root: Path, entries: list[CocoEntry], description: str) -> None:
         for name, box in zip(entry.names, entry.boxes, strict=True):
             annotations.append(_annotation(len(annotations) + 1, entry.image_id, CATEGORY_IDS[name], box))
         file_name = f"COCO_{SPLIT}_{entry.image_id:012d}.jpg"
-        (image_dir(root) / file_name).write_bytes(entry.jpeg)
+        path = image_dir(root) / file_name
+        # An identical image is left alone: it keeps its modification time, so a run over this
+        # folder written again (the demo run twice) resumes instead of seeing an edited benchmark.
+        if not (path.is_file() and path.read_bytes() == entry.jpeg):
+            path.write_bytes(entry.jpeg)
         images.append(
             {
                 "license": 1,

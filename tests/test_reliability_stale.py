@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+from importlib.metadata import version
 from pathlib import Path
 
 import pyarrow as pa
@@ -48,6 +49,17 @@ def _counts(out: str) -> tuple[int, int]:
     found = re.search(r"\((\d+) generated, (\d+) resumed\)", out)
     assert found, out
     return int(found[1]), int(found[2])
+
+
+def _finished_run(synth, tmp_path: Path) -> tuple[Path, Path]:
+    """(config file, run folder) of a finished two-question POPE run."""
+    images = _images(synth)
+    root = _pope(synth, tmp_path / "pope", [(1, images[0].name, "yes"), (2, images[1].name, "no")])
+    for image in images[:2]:
+        shutil.copy(image, root / "images" / image.name)
+    config = _run_yaml(tmp_path, root)
+    assert main(["run", str(config)]) == 0
+    return config, load_config(config).run_dir
 
 
 def test_error_rows_are_generated_again_unless_kept(local_ray, synth, tmp_path, capsys):
@@ -130,13 +142,7 @@ def test_an_edited_benchmark_is_named_and_only_accepted_changes_are_regenerated(
 
 
 def test_a_zero_byte_or_foreign_parquet_file_is_quarantined_with_one_line(local_ray, synth, tmp_path, capsys):
-    images = _images(synth)
-    root = _pope(synth, tmp_path / "pope", [(1, images[0].name, "yes"), (2, images[1].name, "no")])
-    for image in images[:2]:
-        shutil.copy(image, root / "images" / image.name)
-    config = _run_yaml(tmp_path, root)
-    assert main(["run", str(config)]) == 0
-    run_dir = load_config(config).run_dir
+    config, run_dir = _finished_run(synth, tmp_path)
     folder = run_dir / GENERATIONS_DIR
     (folder / "part-empty.parquet").write_bytes(b"")
     pq.write_table(pa.table({"id": [1, 2], "text": ["a", "b"]}), folder / "part-foreign.parquet")
@@ -151,3 +157,46 @@ def test_a_zero_byte_or_foreign_parquet_file_is_quarantined_with_one_line(local_
     assert "lacks the column(s) run_id, sample_id" in foreign
     assert sorted(p.name for p in (run_dir / "quarantine").iterdir()) == ["part-empty.parquet", "part-foreign.parquet"]
     assert main(["verify", str(run_dir)]) == 0
+
+
+def test_rows_of_another_version_are_kept_only_when_accepted_and_both_versions_are_recorded(
+        local_ray, synth, tmp_path, capsys):
+    config, run_dir = _finished_run(synth, tmp_path)
+    record = run_dir / "producer.json"
+    (this_version,) = json.loads(record.read_text())["producers"]
+    assert this_version["packages"]["transformers"] == version("transformers")
+    rows = read_generations(run_dir).to_pylist()
+    capsys.readouterr()
+
+    # The same config after an upgrade: the folder's rows were written by an older transformers.
+    older = {**this_version, "packages": {**this_version["packages"], "transformers": "4.0.0"}}
+    record.write_text(json.dumps({"producers": [older]}))
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"transformers 4.0.0 -> {version('transformers')}" in err and "--accept-changes" in err
+    assert read_generations(run_dir).to_pylist() == rows
+    assert json.loads(record.read_text())["producers"] == [older]
+
+    assert main(["run", str(config), "--accept-changes"]) == 0
+    out = capsys.readouterr().out
+    assert _counts(out) == (0, 2) and "keeping rows of another version" in out
+    producers = json.loads(record.read_text())["producers"]
+    assert [p["packages"]["transformers"] for p in producers] == ["4.0.0", version("transformers")]
+    assert main(["run", str(config)]) == 0  # the newest producer is this one: no question asked
+    assert main(["verify", str(run_dir)]) == 0
+
+
+def test_a_run_without_a_producer_record_gets_one_and_a_garbled_record_is_named(local_ray, synth, tmp_path, capsys):
+    config, run_dir = _finished_run(synth, tmp_path)
+    record = run_dir / "producer.json"
+    record.unlink()  # a run of a halleval that kept no record
+    capsys.readouterr()
+    assert main(["run", str(config)]) == 0
+    assert "no producer recorded (a run of an older halleval); recording this one" in capsys.readouterr().out
+    assert len(json.loads(record.read_text())["producers"]) == 1
+
+    record.write_text("{not json")
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{record}: unreadable producer record" in err, err
